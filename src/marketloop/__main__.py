@@ -1,0 +1,5 @@
+"""``python -m marketloop``: the command line."""
+
+from marketloop.cli import main
+
+main()

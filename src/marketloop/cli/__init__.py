@@ -1,0 +1,18 @@
+"""The ``marketloop`` command line. Each sub-module registers its commands on :data:`app`."""
+
+from __future__ import annotations
+
+from marketloop.cli._app import app, run
+
+# Importing the command modules registers their commands.
+from marketloop.cli import simulate as _simulate  # noqa: E402,F401  isort: skip
+from marketloop.cli import warehouse as _warehouse  # noqa: E402,F401  isort: skip
+from marketloop.cli import demo as _demo  # noqa: E402,F401  isort: skip
+
+
+def main() -> None:
+    """Entry point of the ``marketloop`` console script."""
+    run()
+
+
+__all__ = ["app", "main"]

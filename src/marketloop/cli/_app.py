@@ -1,0 +1,56 @@
+"""The Typer application every ``marketloop`` command registers on, and the error edge."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="marketloop",
+    help="Open, auditable AI-driven database marketing for online shops.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+#: Normal output (tables, JSON) goes to stdout; progress and errors to stderr.
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def fail(message: str) -> typer.Exit:
+    """Print one line to stderr and return the exit (code 2) for the caller to raise."""
+    err_console.print(f"error: {message}", markup=False, soft_wrap=True)
+    return typer.Exit(code=2)
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Run the CLI: a :class:`MarketloopError` becomes one line on stderr and exit code 2.
+
+    Usage errors (an unknown option, a missing argument) are Typer's, also exit code 2.
+    """
+    from marketloop.exceptions import MarketloopError
+
+    try:
+        app(args=argv, prog_name="marketloop")
+    except MarketloopError as exc:
+        err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+@app.command()
+def version() -> None:
+    """Print marketloop's version."""
+    from marketloop import __version__
+
+    console.print(__version__)
+
+
+@app.callback()
+def _root() -> None:
+    """marketloop: the closed loop data → strategy → execution → feedback, on your shop's data.
+
+    Example: marketloop simulate --customers 2000 --days 180 --seed 1 --out shop/
+    """

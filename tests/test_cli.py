@@ -1,0 +1,28 @@
+"""The command line as users run it: a real subprocess, exit codes and messages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def marketloop(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "marketloop", *args],
+        capture_output=True, text=True, cwd=cwd, timeout=600,
+    )
+
+
+def test_version_prints_the_package_version() -> None:
+    from marketloop import __version__
+
+    result = marketloop("version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == __version__
+
+
+def test_unknown_command_exits_2_without_traceback() -> None:
+    result = marketloop("no-such-command")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "No such command" in result.stderr
