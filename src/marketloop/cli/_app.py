@@ -15,6 +15,8 @@ app = typer.Typer(
 
 #: Normal output (tables, JSON) goes to stdout; progress and errors to stderr.
 console = Console(highlight=False)
+if not console.is_terminal:  # pipes and files get full-width tables, not 80 columns
+    console = Console(highlight=False, width=140)
 err_console = Console(stderr=True, highlight=False)
 
 

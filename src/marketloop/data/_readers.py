@@ -1,0 +1,309 @@
+"""Read an input file into a staging table of text columns, keeping every record.
+
+Each reader returns a :class:`Staged`: an Ibis table of the file's columns as strings plus
+``_row_no`` (the 1-based record number, header excluded), and the records the reader could
+not split into fields (bad encoding, wrong field count, malformed JSON) with a reason.
+Together they account for every record of the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+import uuid
+from pathlib import Path
+from typing import Literal
+
+import ibis
+import pandas as pd
+import pyarrow as pa
+from ibis.backends import BaseBackend
+
+from marketloop.exceptions import IngestError, describe
+
+FileKind = Literal["csv", "parquet", "jsonl"]
+
+#: DuckDB's CSV error types mapped to marketloop's quarantine reasons.
+CSV_REASONS = {
+    "INVALID ENCODING": "invalid_encoding",
+    "INVALID UNICODE": "invalid_encoding",
+    "TOO MANY COLUMNS": "malformed_row:too_many_fields",
+    "MISSING COLUMNS": "malformed_row:too_few_fields",
+    "UNQUOTED VALUE": "malformed_row:unquoted_value",
+    "LINE SIZE OVER MAXIMUM": "malformed_row:line_too_long",
+    "CAST ERROR": "malformed_row:cast",
+}
+
+
+class Staged:
+    """A file opened in the scratch engine.
+
+    ``rows`` is lazy for CSV: the file is scanned when the first expression built on it is
+    materialised, and only then does :meth:`rejects` know the records the reader refused.
+
+    Attributes
+    ----------
+    rows : ibis.Table
+        The records that split into fields: one string column per header field and
+        ``_row_no``, which counts parsed records only (see :meth:`renumber`).
+    """
+
+    def __init__(
+        self,
+        scratch: BaseBackend,
+        rows: ibis.Table,
+        *,
+        rejects_table: str | None = None,
+        rejects: pd.DataFrame | None = None,
+        cleanup: tuple[str, ...] = (),
+    ) -> None:
+        self.scratch = scratch
+        self.rows = rows
+        self._rejects_table = rejects_table
+        self._rejects = rejects
+        self._cleanup = cleanup
+
+    def rejects(self) -> pd.DataFrame:
+        """Refused records (``row_no``, ``reason``, ``raw``); call after ``rows`` was scanned."""
+        if self._rejects is None:
+            errors = self.scratch.table(self._rejects_table).to_pandas()
+            self._rejects = _csv_rejects(errors)
+        return self._rejects
+
+    def renumber(self, table: ibis.Table) -> ibis.Table:
+        """Map ``_row_no`` of parsed records to their record number in the file."""
+        if self._rejects_table is None:
+            return table
+        return _renumber(self.scratch, table, self.rejects()["row_no"].to_numpy())
+
+    def close(self) -> None:
+        """Drop the scratch objects this file created."""
+        for name in self._cleanup:
+            for drop in (self.scratch.drop_view, self.scratch.drop_table):
+                try:
+                    drop(name, force=True)
+                except Exception:  # the object is of the other kind, or already gone
+                    pass
+
+
+def file_kind(path: Path) -> FileKind:
+    """Tell CSV, Parquet and JSON Lines apart by extension, then by the first bytes."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    last = suffixes[-1] if suffixes else ""
+    if last in (".parquet", ".pq"):
+        return "parquet"
+    if last in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    if last in (".csv", ".tsv", ".txt"):
+        return "csv"
+    head = _head_bytes(path, 4)
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    return "jsonl" if head.lstrip()[:1] == b"{" else "csv"
+
+
+def _open(path: Path) -> io.BufferedIOBase:
+    raw = path.open("rb")
+    if raw.read(2) == b"\x1f\x8b":
+        raw.seek(0)
+        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+    raw.seek(0)
+    return raw  # type: ignore[return-value]
+
+
+def _head_bytes(path: Path, n: int) -> bytes:
+    try:
+        with _open(path) as fh:
+            return fh.read(n)
+    except (OSError, EOFError) as exc:
+        raise IngestError(describe(str(path), "a readable file", str(exc))) from None
+
+
+def content_hash(path: Path) -> str:
+    """SHA-256 of the file's bytes, as stored (compressed files are hashed compressed)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def peek_columns(path: Path, kind: FileKind) -> list[str]:
+    """The file's column names, read without loading it."""
+    try:
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+        if kind == "jsonl":
+            return _jsonl_columns(path)
+        with _open(path) as fh:
+            first = fh.readline(1 << 20).decode("utf-8-sig", errors="replace")
+    except (OSError, EOFError, pa.ArrowException) as exc:
+        raise IngestError(
+            describe(str(path), f"a readable {kind.upper()} file", str(exc).splitlines()[0])
+        ) from None
+    if not first.strip():
+        raise IngestError(describe(str(path), "a header row naming the columns", "an empty file"))
+    try:
+        dialect = csv.Sniffer().sniff(first, delimiters=",;\t|")
+        delimiter = dialect.delimiter
+    except csv.Error:
+        delimiter = ","
+    return [c.strip() for c in next(csv.reader([first.rstrip("\r\n")], delimiter=delimiter))]
+
+
+def _jsonl_columns(path: Path, probe: int = 200) -> list[str]:
+    columns: dict[str, None] = {}
+    with _open(path) as fh:
+        for i, line in enumerate(fh):
+            if i >= probe:
+                break
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                columns.update(dict.fromkeys(record))
+    if not columns:
+        raise IngestError(
+            describe(str(path), "JSON Lines: one JSON object per line", "no JSON object in its first lines")
+        )
+    return list(columns)
+
+
+def stage(scratch: BaseBackend, path: Path, kind: FileKind, columns: list[str]) -> Staged:
+    """Read ``path`` into a temporary table of ``scratch`` (a DuckDB connection)."""
+    tag = uuid.uuid4().hex[:10]
+    if kind == "csv":
+        return _stage_csv(scratch, path, columns, tag)
+    if kind == "parquet":
+        return _stage_parquet(scratch, path, columns, tag)
+    return _stage_jsonl(scratch, path, columns, tag)
+
+
+def _stage_csv(scratch: BaseBackend, path: Path, columns: list[str], tag: str) -> Staged:
+    rejects_table, rejects_scan = f"_ml_rej_{tag}", f"_ml_scan_{tag}"
+    try:
+        source = scratch.read_csv(
+            str(path),
+            table_name=f"_ml_src_{tag}",
+            all_varchar=True,
+            header=True,
+            store_rejects=True,
+            rejects_table=rejects_table,
+            rejects_scan=rejects_scan,
+            max_line_size=1 << 22,
+        )
+    except Exception as exc:  # duckdb.Error: the reader could not make sense of the file
+        raise IngestError(describe(str(path), "a CSV file with a header row", _first_line(exc))) from None
+    if list(source.columns) != columns:
+        scratch.drop_view(f"_ml_src_{tag}", force=True)
+        raise IngestError(describe(str(path), f"columns {', '.join(columns)}", ", ".join(source.columns)))
+    return Staged(
+        scratch,
+        source.mutate(_row_no=ibis.row_number() + 1),
+        rejects_table=rejects_table,
+        cleanup=(f"_ml_src_{tag}", rejects_table, rejects_scan, f"_ml_shift_{tag}"),
+    )
+
+
+def _no_rejects() -> pd.DataFrame:
+    return pd.DataFrame({"row_no": pd.Series([], dtype="int64"), "reason": [], "raw": []})
+
+
+def _csv_rejects(errors: pd.DataFrame) -> pd.DataFrame:
+    if errors.empty:
+        return _no_rejects()
+    errors = errors.sort_values(["line", "column_idx"]).drop_duplicates("line")
+    return pd.DataFrame(
+        {
+            "row_no": errors["line"].astype("int64").to_numpy() - 1,  # header is line 1
+            "reason": errors["error_type"].map(lambda e: CSV_REASONS.get(e, "malformed_row")).to_numpy(),
+            "raw": errors["csv_line"].astype("string").to_numpy(),
+        }
+    )
+
+
+def _renumber(scratch: BaseBackend, rows: ibis.Table, rejected: object) -> ibis.Table:
+    """Give parsed rows their record number in the file, counting the rejected records."""
+    import numpy as np
+
+    rejected = np.sort(np.asarray(rejected, dtype="int64"))
+    if rejected.size == 0:
+        return rows
+    # the j-th rejected record (0-based) has rejected[j] - j - 1 good records before it
+    before = rejected - np.arange(rejected.size) - 1
+    shift = np.arange(1, rejected.size + 1, dtype="int64")
+    last = np.r_[before[1:] != before[:-1], True]  # several rejects in a row: keep the last
+    shifts = scratch.create_table(
+        f"_ml_shift_{uuid.uuid4().hex[:10]}", pa.table({"_k": before[last], "_shift": shift[last]}), temp=True
+    )
+    # rows numbered k (among good ones) move up by the number of rejects with before < k
+    joined = rows.asof_join(shifts, on=rows._row_no > shifts._k)
+    return joined.mutate(_row_no=joined._row_no + joined._shift.fill_null(0)).drop("_k", "_shift")
+
+
+def _stage_parquet(scratch: BaseBackend, path: Path, columns: list[str], tag: str) -> Staged:
+    try:
+        source = scratch.read_parquet(str(path), table_name=f"_ml_src_{tag}", file_row_number=True)
+        text = source.select(
+            *[source[c].cast("string").name(c) for c in columns],
+            _row_no=source.file_row_number + 1,
+        )
+    except Exception as exc:
+        raise IngestError(describe(str(path), "a readable Parquet file", _first_line(exc))) from None
+    return Staged(scratch, text, rejects=_no_rejects(), cleanup=(f"_ml_src_{tag}",))
+
+
+def _stage_jsonl(scratch: BaseBackend, path: Path, columns: list[str], tag: str) -> Staged:
+    values: dict[str, list[str | None]] = {c: [] for c in columns}
+    row_nos: list[int] = []
+    rejects: list[tuple[int, str, str]] = []
+    row_no = 0
+    with _open(path) as fh:
+        for raw in fh:
+            if not raw.strip():
+                continue  # blank lines are not records
+            row_no += 1
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                rejects.append((row_no, "invalid_encoding", raw.decode("utf-8", "replace").rstrip("\n")))
+                continue
+            try:
+                record = json.loads(text)
+            except ValueError:
+                rejects.append((row_no, "malformed_row:json", text.rstrip("\n")))
+                continue
+            if not isinstance(record, dict):
+                rejects.append((row_no, "malformed_row:not_an_object", text.rstrip("\n")))
+                continue
+            row_nos.append(row_no)
+            for c in columns:
+                values[c].append(_json_text(record.get(c)))
+    table = pa.table({**{c: pa.array(v, pa.string()) for c, v in values.items()},
+                      "_row_no": pa.array(row_nos, pa.int64())})
+    rows = scratch.create_table(f"_ml_stage_{tag}", table, temp=True)
+    frame = pd.DataFrame(rejects, columns=["row_no", "reason", "raw"]).astype({"row_no": "int64"})
+    return Staged(scratch, rows, rejects=frame, cleanup=(f"_ml_stage_{tag}",))
+
+
+def _json_text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

@@ -1,0 +1,142 @@
+"""The invoice-line layout of the UCI Online Retail export (``--format online-retail``).
+
+``InvoiceNo, StockCode, Description, Quantity, InvoiceDate, UnitPrice, CustomerID, Country``:
+one row per invoice line. Each mapping decision is listed in ``docs/ingest.md``; in short:
+
+- an invoice becomes an order; ``C``-invoices (credit notes) become orders with status
+  ``returned``, positive line quantities and a negative amount;
+- ``A``-invoices (bad-debt adjustments) are not sales and are quarantined;
+- a negative quantity on an ordinary invoice (a stock write-off) is quarantined;
+- guest invoices (no ``CustomerID``) are kept as orders without a customer;
+- zero prices are kept (free items); negative prices and quantities beyond 10,000 are
+  quarantined as out of range;
+- postage, fee, discount and manual lines are kept as lines of non-merchandise products;
+- line numbers follow the file order within an invoice; times are read as UTC.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ibis
+import ibis.expr.types as ir
+
+from marketloop.data.adapters._base import Adapter, Derived
+from marketloop.data.schema import (
+    CUSTOMERS,
+    ORDER_LINES,
+    ORDERS,
+    PRODUCTS,
+    Column,
+    TableContract,
+)
+
+COLUMNS = (
+    "InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice",
+    "CustomerID", "Country",
+)
+CURRENCY = "GBP"
+
+#: Stock codes that are not merchandise, and the category they get.
+SPECIAL_CODES = {
+    "POST": "postage", "DOT": "postage", "C2": "postage",
+    "M": "manual", "m": "manual", "D": "discount", "S": "samples", "B": "adjustment",
+    "BANK_CHARGES": "fee", "AMAZONFEE": "fee", "CRUK": "fee", "PADS": "fee",
+}
+
+ROWS = TableContract(
+    "online_retail_lines",
+    (
+        Column("InvoiceNo", "id"),
+        Column("StockCode", "string"),
+        Column("Description", "text", required=False),
+        Column("Quantity", "int", low=-10_000, high=10_000),
+        Column("InvoiceDate", "timestamp"),
+        Column("UnitPrice", "price", low=0, high=1_000_000),
+        Column("CustomerID", "id", required=False),
+        Column("Country", "string", required=False),
+    ),
+    key=("InvoiceNo", "StockCode"),
+    description="One invoice line of the Online Retail export.",
+)
+
+
+class OnlineRetailAdapter(Adapter):
+    """UCI Online Retail invoice lines → customers, products, orders and order lines."""
+
+    name = "online-retail"
+
+    def score(self, columns: list[str], path: Path) -> int:
+        return 1_000 if set(COLUMNS) <= set(columns) else 0
+
+    def expected(self) -> str:
+        return f"online-retail: {', '.join(COLUMNS)}"
+
+    def row_contract(self, columns: list[str], path: Path) -> TableContract:
+        return ROWS
+
+    def dedupe_key(self, contract: TableContract) -> tuple[str, ...]:
+        return COLUMNS  # only an exact repeat of a line is a duplicate
+
+    def checks(self, values: dict[str, ir.Value]) -> list[tuple[ir.BooleanValue, str]]:
+        invoice, quantity = values["InvoiceNo"], values["Quantity"]
+        credit = invoice.startswith("C")
+        return [
+            (invoice.startswith("A"), "not_a_sale:adjustment_invoice"),
+            (quantity == 0, "out_of_range:Quantity"),
+            (~credit & (quantity < 0), "negative_quantity:not_a_credit_note"),
+            (credit & (quantity > 0), "positive_quantity:credit_note"),
+        ]
+
+    def derive(self, valid: ibis.Table, contract: TableContract) -> list[Derived]:
+        credit = valid.InvoiceNo.startswith("C")
+        rows = valid.mutate(
+            product_id=valid.StockCode.replace(" ", "_"),
+            _credit=credit,
+            _net=(valid.Quantity.cast("decimal(18, 4)") * valid.UnitPrice),
+        )
+        by_invoice = ibis.window(group_by="InvoiceNo", order_by="_row_no")
+        lines = rows.select(
+            order_id=rows.InvoiceNo,
+            line_no=(ibis.row_number().over(by_invoice) + 1).cast("int64"),
+            product_id=rows.product_id,
+            quantity=rows.Quantity.abs().cast("int64"),
+            unit_price=rows.UnitPrice,
+            discount=ibis.literal(0).cast("decimal(18, 2)"),
+            _row_no=rows._row_no,
+        )
+        orders = rows.group_by(order_id=rows.InvoiceNo).aggregate(
+            customer_id=rows.CustomerID.max(),
+            ordered_at=rows.InvoiceDate.min(),
+            currency=ibis.literal(CURRENCY),
+            status=ibis.ifelse(rows._credit.any(), "returned", "paid"),
+            amount=rows._net.sum().round(2).cast("decimal(18, 2)"),
+        )
+        known = rows.filter(rows.CustomerID.notnull())
+        customers = known.group_by(customer_id=known.CustomerID).aggregate(
+            first_seen=known.InvoiceDate.min(),
+            region=known.Country.argmin(known._row_no),
+            age_band=ibis.null("string"),
+            device=ibis.null("string"),
+            income_band=ibis.null("string"),
+        )
+        sale = ~rows._credit & (rows.UnitPrice > 0)
+        category = rows.product_id.substitute(SPECIAL_CODES, else_=None)
+        category = ibis.ifelse(
+            rows.product_id.lower().startswith("gift_"), "gift_voucher", category
+        ).fill_null("merchandise")
+        rows = rows.mutate(_category=category)
+        products = rows.group_by("product_id").aggregate(
+            category=rows._category.max(),
+            name=rows.Description.argmax(rows._row_no, where=rows.Description.notnull()),
+            price=rows.UnitPrice.argmax(rows._row_no, where=sale).fill_null(0),
+            cost=ibis.null("decimal(18, 4)"),
+            currency=ibis.literal(CURRENCY),
+            launched=rows.InvoiceDate.min(),
+        )
+        return [
+            Derived(CUSTOMERS, customers.select(*CUSTOMERS.names)),
+            Derived(PRODUCTS, products.select(*PRODUCTS.names)),
+            Derived(ORDERS, orders.select(*ORDERS.names)),
+            Derived(ORDER_LINES, lines.select(*ORDER_LINES.names, "_row_no"), row_table=True),
+        ]

@@ -1,0 +1,278 @@
+"""Warehouse connections, canonical tables and the few backend-specific operations.
+
+Warehouse logic is written as Ibis expressions elsewhere; this module holds what Ibis does
+not express: opening a connection from a URL, transactions, and the ``INSERT ... SELECT`` /
+``DELETE ... WHERE key IN (SELECT ...)`` statements that publish an ingest run atomically.
+The statements are built around SQL that Ibis compiles from expressions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+from urllib.parse import parse_qs, urlsplit
+
+import ibis
+from ibis.backends import BaseBackend
+
+from marketloop.config import DEFAULT_WAREHOUSE
+from marketloop.data.schema import TABLES, TableContract
+from marketloop.exceptions import ConfigError, SchemaError, UnsupportedBackendError, describe
+
+Backend = Literal["duckdb", "postgres"]
+
+
+def backend_of(con: BaseBackend) -> Backend:
+    """The name of ``con``'s backend, one of the backends marketloop supports."""
+    name = con.name
+    if name not in ("duckdb", "postgres"):
+        raise UnsupportedBackendError(
+            describe("warehouse connection", "a DuckDB or PostgreSQL backend", repr(name))
+        )
+    return name  # type: ignore[return-value]
+
+
+def connect(url: str | None = None) -> BaseBackend:
+    """Open the warehouse at ``url``.
+
+    Parameters
+    ----------
+    url : str, optional
+        ``duckdb:///path/to/file.duckdb`` (default ``duckdb:///marketloop.duckdb``),
+        ``duckdb://`` for an in-memory warehouse, or ``postgresql://user@host:port/db``
+        (``?options=-csearch_path%3Dschema`` selects a schema).
+
+    Returns
+    -------
+    ibis.backends.BaseBackend
+        An Ibis connection. DuckDB sessions run in UTC.
+
+    Raises
+    ------
+    ConfigError
+        If the URL's scheme is not supported or the warehouse cannot be opened.
+    """
+    url = url or DEFAULT_WAREHOUSE
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    try:
+        if scheme == "duckdb":
+            path = url[len("duckdb://") :]
+            path = path[1:] if path.startswith("/") and not path.startswith("//") else path
+            path = path or ":memory:"
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            con = ibis.duckdb.connect(path)
+            con.raw_sql("SET TimeZone = 'UTC'")
+            return con
+        if scheme in ("postgresql", "postgres"):
+            return _connect_postgres(url)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise ConfigError(
+            describe(f"warehouse {url}", "a warehouse that can be opened", _first_line(exc))
+        ) from None
+    except Exception as exc:  # driver errors (duckdb.IOException, psycopg.OperationalError)
+        raise ConfigError(
+            describe(f"warehouse {url}", "a warehouse that can be opened", _first_line(exc))
+        ) from None
+    raise ConfigError(
+        describe(
+            "--warehouse",
+            "a URL starting with duckdb:// or postgresql://",
+            repr(url),
+            "Example: duckdb:///marketloop.duckdb",
+        )
+    )
+
+
+def _connect_postgres(url: str) -> BaseBackend:
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    kwargs: dict[str, object] = {
+        "host": parts.hostname or "127.0.0.1",
+        "port": parts.port or 5432,
+        "user": parts.username or "postgres",
+        "database": (parts.path or "/postgres").lstrip("/") or "postgres",
+    }
+    if parts.password:
+        kwargs["password"] = parts.password
+    schema = None
+    for option in query.get("options", []):
+        for item in option.split():
+            if item.startswith("-csearch_path="):
+                schema = item.split("=", 1)[1]
+    con = ibis.postgres.connect(**kwargs)  # type: ignore[arg-type]
+    if schema:
+        con.raw_sql(f'SET search_path TO "{schema}"')
+        con.con.commit()
+    con.raw_sql("SET TIME ZONE 'UTC'")
+    con.con.commit()
+    return con
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def init_warehouse(con: BaseBackend) -> list[str]:
+    """Create every canonical table that does not exist yet; check the ones that do.
+
+    Returns
+    -------
+    list of str
+        Names of the tables created by this call.
+
+    Raises
+    ------
+    SchemaError
+        If an existing table lacks a column its contract requires.
+    """
+    existing = set(con.list_tables())
+    created = []
+    for name, contract in TABLES.items():
+        if name in existing:
+            check_table(con, contract)
+            continue
+        con.create_table(name, schema=ibis.schema(contract.ibis_schema()))
+        created.append(name)
+    _commit(con)
+    return created
+
+
+def check_table(con: BaseBackend, contract: TableContract) -> None:
+    """Raise :class:`SchemaError` unless ``con`` has ``contract``'s table with all its columns."""
+    have = con.table(contract.name).schema()
+    missing = [c for c in contract.names if c not in have]
+    if missing:
+        raise SchemaError(
+            describe(
+                f"warehouse table {contract.name}",
+                f"columns {', '.join(contract.names)}",
+                f"{', '.join(have.names)} ({', '.join(missing)} missing)",
+                "Create a fresh warehouse with `marketloop init` or add the columns.",
+            )
+        )
+
+
+def ensure_warehouse(con: BaseBackend) -> None:
+    """Create the canonical tables if the warehouse is new (``marketloop init`` does the same)."""
+    if not set(TABLES) <= set(con.list_tables()):
+        init_warehouse(con)
+
+
+def _commit(con: BaseBackend) -> None:
+    if backend_of(con) == "postgres":
+        con.con.commit()
+
+
+def quote(con: BaseBackend, name: str) -> str:
+    """``name`` quoted as an identifier for ``con``'s SQL dialect."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+@contextlib.contextmanager
+def transaction(con: BaseBackend) -> Iterator[None]:
+    """Run the block in one database transaction: all of its statements, or none."""
+    raw = con.con
+    if backend_of(con) == "duckdb":
+        raw.begin()
+        try:
+            yield
+        except BaseException:
+            raw.rollback()
+            raise
+        raw.commit()
+    else:
+        raw.commit()  # close any implicit transaction psycopg opened
+        with raw.transaction():
+            yield
+
+
+def execute(con: BaseBackend, sql: str) -> None:
+    """Run one statement on ``con``'s raw connection (inside a :func:`transaction`)."""
+    if backend_of(con) == "duckdb":
+        con.con.execute(sql)
+    else:
+        with con.con.cursor() as cur:
+            cur.execute(sql)
+
+
+def insert_select(con: BaseBackend, table: str, expr: ibis.Table) -> None:
+    """``INSERT INTO table (columns) <expr>``, with ``expr`` compiled by Ibis."""
+    columns = ", ".join(quote(con, c) for c in expr.columns)
+    execute(con, f"INSERT INTO {quote(con, table)} ({columns}) {con.compile(expr)}")
+
+
+def delete_keys(con: BaseBackend, table: str, keys: ibis.Table) -> None:
+    """Delete the rows of ``table`` whose key columns appear in ``keys`` (an Ibis expression)."""
+    cols = ", ".join(quote(con, c) for c in keys.columns)
+    execute(
+        con,
+        f"DELETE FROM {quote(con, table)} WHERE ({cols}) IN (SELECT {cols} FROM ({con.compile(keys)}) AS k)",
+    )
+
+
+def ref(name: str) -> ibis.Table:
+    """An unbound reference to canonical table ``name``, for SQL compiled inside a transaction.
+
+    Reading a table's schema from PostgreSQL through Ibis would commit the transaction; the
+    contract already knows it.
+    """
+    return ibis.table(ibis.schema(TABLES[name].ibis_schema()), name=name)
+
+
+def fetch(con: BaseBackend, expr: ibis.Table) -> list[tuple[object, ...]]:
+    """Rows of ``expr``, read on the raw connection (safe inside a :func:`transaction`)."""
+    sql = str(con.compile(expr))
+    if backend_of(con) == "duckdb":
+        return con.con.execute(sql).fetchall()
+    with con.con.cursor() as cur:
+        cur.execute(sql)
+        return cur.fetchall()
+
+
+def create_temp_as(con: BaseBackend, name: str, expr: ibis.Table) -> ibis.Table:
+    """``CREATE TEMP TABLE name AS <expr>`` (safe inside a :func:`transaction`)."""
+    execute(con, f"CREATE TEMP TABLE {quote(con, name)} AS {con.compile(expr)}")
+    # reading the new table's schema through Ibis would commit; it is the expression's
+    return ibis.table(expr.schema(), name=name)
+
+
+def drop_table(con: BaseBackend, name: str) -> None:
+    """``DROP TABLE IF EXISTS name`` (safe inside a :func:`transaction`)."""
+    execute(con, f"DROP TABLE IF EXISTS {quote(con, name)}")
+
+
+def insert_values(con: BaseBackend, table: str, row: dict[str, object]) -> None:
+    """Insert one row of Python values (safe inside a :func:`transaction`)."""
+    cols = ", ".join(quote(con, c) for c in row)
+    if backend_of(con) == "duckdb":
+        marks = ", ".join("?" for _ in row)
+        con.con.execute(f"INSERT INTO {quote(con, table)} ({cols}) VALUES ({marks})", list(row.values()))
+    else:
+        marks = ", ".join("%s" for _ in row)
+        with con.con.cursor() as cur:
+            cur.execute(f"INSERT INTO {quote(con, table)} ({cols}) VALUES ({marks})", list(row.values()))
+
+
+def stage_table(con: BaseBackend, name: str, data: object) -> ibis.Table:
+    """Put a pyarrow table or pandas frame into the warehouse as a staging table.
+
+    DuckDB gets a temporary table; PostgreSQL a regular one (Ibis commits when it writes
+    there), which the caller drops with :func:`drop_staging`.
+    """
+    if backend_of(con) == "duckdb":
+        return con.create_table(name, data, temp=True)
+    return con.create_table(name, data)
+
+
+def drop_staging(con: BaseBackend, names: list[str]) -> None:
+    """Drop staging tables made by :func:`stage_table` (outside a transaction)."""
+    for name in names:
+        try:
+            con.drop_table(name, force=True)
+        except Exception:  # already gone with the session (DuckDB temp tables)
+            pass
+    _commit(con)
