@@ -10,22 +10,22 @@ from __future__ import annotations
 
 from marketloop.simulate._campaign import Campaign, historical_campaign, random_campaign
 from marketloop.simulate._env import MarketEnv
-from marketloop.simulate._export import iter_order_line_chunks, write_export, write_truth
+from marketloop.simulate._export import Export, write_export
+from marketloop.simulate._truth import true_affinity, write_truth
 from marketloop.simulate._market import SCENARIOS, TABLES, Market, Shop, Truth
 from marketloop.simulate._response import action_catalogue, true_response
-from marketloop.simulate._truth import true_affinity
 
 __all__ = [
     "SCENARIOS",
     "TABLES",
     "Campaign",
+    "Export",
     "Market",
     "MarketEnv",
     "Shop",
     "Truth",
     "action_catalogue",
     "historical_campaign",
-    "iter_order_line_chunks",
     "random_campaign",
     "true_affinity",
     "true_response",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from marketloop.simulate._dirty import corrupt
 from marketloop.simulate._format import BAD_BYTE_MARKER, csv_bytes, text_columns
-from marketloop.simulate._market import TABLES, Market, Shop
+from marketloop.simulate._market import TABLES, Shop
 from marketloop.simulate._truth import write_truth
 
 _BAD_BYTE = b"\xe9"
@@ -131,25 +131,3 @@ def write_export(
     dirty_rows.to_csv(out / "truth" / "dirty_rows.csv", index=False)
     return Export(out, files, rows, dirty_rows)
 
-
-def iter_order_line_chunks(market: Market, *, chunk_customers: int = 250_000
-                           ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-    """Orders and order lines of a very large market, ``chunk_customers`` at a time.
-
-    Each chunk is an independent sub-market (seed ``[random_state, k]``) whose ids are
-    offset so that ids stay unique across chunks; memory stays bounded by the chunk.
-    """
-    n = int(market.n_customers)
-    for k, lo in enumerate(range(0, n, chunk_customers)):
-        size = min(chunk_customers, n - lo)
-        seed = None if market.random_state is None else [int(market.random_state), k]
-        sub = Market(n_customers=size, n_days=market.n_days, random_state=seed,  # type: ignore[arg-type]
-                     start=market.start, n_products=market.n_products or 500,
-                     history_share=market.history_share, history_days=market.history_days)
-        shop = sub.simulate(("customers", "orders", "order_lines"), full_truth=False)
-        orders, lines = shop.orders.copy(), shop.order_lines.copy()
-        tag = f"k{k:03d}"
-        orders["order_id"] = tag + orders["order_id"]
-        orders["customer_id"] = tag + orders["customer_id"]
-        lines["order_id"] = tag + lines["order_id"]
-        yield orders, lines
