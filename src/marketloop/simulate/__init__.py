@@ -11,9 +11,9 @@ from __future__ import annotations
 from marketloop.simulate._campaign import Campaign, historical_campaign, random_campaign
 from marketloop.simulate._env import MarketEnv
 from marketloop.simulate._export import Export, write_export
-from marketloop.simulate._truth import true_affinity, write_truth
 from marketloop.simulate._market import SCENARIOS, TABLES, Market, Shop, Truth
 from marketloop.simulate._response import action_catalogue, true_response
+from marketloop.simulate._truth import true_affinity, write_truth
 
 __all__ = [
     "SCENARIOS",

@@ -75,7 +75,8 @@ def corrupt(name: str, columns: dict[str, pa.Array], rate: float, rng: np.random
     n = len(next(iter(columns.values())))
     kinds = [k for k in KINDS[name] if not (parquet and k[0] in NOT_IN_PARQUET)]
     n_bad = min(int(round(rate * n)), max(n - 1, 0))
-    empty = pd.DataFrame({"row": pd.Series([], dtype=np.int64), "kind": [], "column": []})
+    empty = pd.DataFrame({"row": pd.Series([], dtype=np.int64), "kind": [], "column": [],
+                          "orig": pd.Series([], dtype=np.int64)})
     if n_bad == 0:
         return columns, empty
     pick = rng.integers(0, len(kinds), n_bad)
@@ -99,15 +100,17 @@ def corrupt(name: str, columns: dict[str, pa.Array], rate: float, rng: np.random
         new_full = np.full(n, None, dtype=object)
         new_full[target] = new
         out[col] = pc.if_else(pa.array(mask), pa.array(new_full, pa.string()), out[col])
-        records.append(pd.DataFrame({"row": target, "kind": kind, "column": col}))
+        records.append(pd.DataFrame({"row": target, "kind": kind, "column": col,
+                                     "orig": target}))
     copies = np.zeros(n, dtype=np.int64)
     copies[dup_src] = 1
     take = pa.array(np.repeat(np.arange(n), 1 + copies))
     out = {c: a.take(take) for c, a in out.items()}
     shift = np.cumsum(copies) - copies  # copies inserted before each original row
     rec = pd.concat(records, ignore_index=True) if records else empty
-    rec["row"] = rec["row"].to_numpy() + shift[rec["row"].to_numpy()]
-    dups = pd.DataFrame({"row": np.sort(dup_src) + shift[np.sort(dup_src)] + 1,
-                         "kind": "duplicate_row", "column": ""})
+    rec["orig"] = rec["row"].to_numpy()
+    rec["row"] = rec["row"].to_numpy() + shift[rec["row"].to_numpy()] + 1  # 1-based
+    dups = pd.DataFrame({"row": np.sort(dup_src) + shift[np.sort(dup_src)] + 2,
+                         "kind": "duplicate_row", "column": "", "orig": np.sort(dup_src)})
     rec = pd.concat([rec, dups], ignore_index=True) if n_dup else rec
     return out, rec.sort_values("row", ignore_index=True)

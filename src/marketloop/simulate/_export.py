@@ -42,6 +42,15 @@ def _truncate(data: bytes) -> tuple[bytes, int]:
     return data[: start + cut], 2
 
 
+def _cascade(cols: dict[str, pa.Array], rec: pd.DataFrame, broken: set[str],
+             file: str) -> pd.DataFrame:
+    """Clean order lines whose order row is broken (ingest will find no valid parent)."""
+    ids = np.asarray(cols["order_id"].to_pylist(), dtype=object)
+    hit = np.flatnonzero(pd.Series(ids).isin(broken).to_numpy()) + 1
+    hit = np.setdiff1d(hit, rec["row"].to_numpy())
+    return pd.DataFrame({"file": file, "row_no": hit, "reason": "parent_order_broken"})
+
+
 def write_export(
     shop: Shop,
     out_dir: str | Path,
@@ -87,6 +96,8 @@ def write_export(
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(random_state)
     files, rows, dirty = {}, {}, []
+    broken_orders: set[str] = set()
+    cascade = pd.DataFrame(columns=["file", "row_no", "reason"])
     for name in TABLES if tables is None else tables:
         frame = getattr(shop, name)
         path = out / f"{name}.{format}"
@@ -98,7 +109,13 @@ def write_export(
         cols = text_columns(name, frame)
         rec = None
         if dirty_now:
+            original_key = cols[next(iter(cols))]
             cols, rec = corrupt(name, cols, dirty_rate, rng, parquet=format == "parquet")
+            if name == "orders":
+                own = rec.loc[rec["kind"] != "duplicate_row", "orig"].to_numpy()
+                broken_orders = set(original_key.take(pa.array(own)).to_pylist())
+            elif name == "order_lines" and broken_orders:
+                cascade = _cascade(cols, rec, broken_orders, f"order_lines.{format}")
         n_rows = len(next(iter(cols.values())))
         if format == "parquet":
             pq.write_table(pa.table(cols), path)
@@ -112,7 +129,8 @@ def write_export(
                 rec = pd.concat([rec, last], ignore_index=True)
             path.write_bytes(data)
         if rec is not None and len(rec):
-            dirty.append(rec.assign(file=path.name).rename(columns={"row": "row_no"}))
+            dirty.append(rec.drop(columns="orig").assign(file=path.name)
+                         .rename(columns={"row": "row_no"}))
         files[name], rows[name] = path, n_rows
     dirty_rows = (pd.concat(dirty, ignore_index=True)[["file", "row_no", "kind", "column"]]
                   if dirty else pd.DataFrame(columns=["file", "row_no", "kind", "column"]))
@@ -129,5 +147,6 @@ def write_export(
         write_truth(shop.truth, out / "truth")
     (out / "truth").mkdir(exist_ok=True)
     dirty_rows.to_csv(out / "truth" / "dirty_rows.csv", index=False)
+    cascade.to_csv(out / "truth" / "dirty_cascade.csv", index=False)
     return Export(out, files, rows, dirty_rows)
 
