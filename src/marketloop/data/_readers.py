@@ -73,6 +73,13 @@ class Staged:
             self._rejects = _csv_rejects(errors)
         return self._rejects
 
+    def shifts(self) -> pd.DataFrame:
+        """``(_k, _shift)``: parsed records numbered above ``_k`` lie ``_shift`` records further on.
+
+        The largest ``_k`` below a parsed number gives its shift; none, no shift.
+        """
+        return _shift_frame(self.rejects()["row_no"].to_numpy())
+
     def renumber(self, table: ibis.Table) -> ibis.Table:
         """Map ``_row_no`` of parsed records to their record number in the file."""
         if self._rejects_table is None:
@@ -232,21 +239,24 @@ def _csv_rejects(errors: pd.DataFrame) -> pd.DataFrame:
 
 def _renumber(scratch: BaseBackend, rows: ibis.Table, rejected: object) -> ibis.Table:
     """Give parsed rows their record number in the file, counting the rejected records."""
-    import numpy as np
-
-    rejected = np.sort(np.asarray(rejected, dtype="int64"))
-    if rejected.size == 0:
+    frame = _shift_frame(rejected)
+    if frame.empty:
         return rows
-    # the j-th rejected record (0-based) has rejected[j] - j - 1 good records before it
-    before = rejected - np.arange(rejected.size) - 1
-    shift = np.arange(1, rejected.size + 1, dtype="int64")
-    last = np.r_[before[1:] != before[:-1], True]  # several rejects in a row: keep the last
-    shifts = scratch.create_table(
-        f"_ml_shift_{uuid.uuid4().hex[:10]}", pa.table({"_k": before[last], "_shift": shift[last]}), temp=True
-    )
+    shifts = scratch.create_table(f"_ml_shift_{uuid.uuid4().hex[:10]}", frame, temp=True)
     # rows numbered k (among good ones) move up by the number of rejects with before < k
     joined = rows.asof_join(shifts, on=rows._row_no > shifts._k)
     return joined.mutate(_row_no=joined._row_no + joined._shift.fill_null(0)).drop("_k", "_shift")
+
+
+def _shift_frame(rejected: object) -> pd.DataFrame:
+    import numpy as np
+
+    rejected = np.sort(np.asarray(rejected, dtype="int64"))
+    # the j-th rejected record (0-based) has rejected[j] - j - 1 parsed records before it
+    before = rejected - np.arange(rejected.size) - 1
+    shift = np.arange(1, rejected.size + 1, dtype="int64")
+    last = np.r_[before[1:] != before[:-1], True] if rejected.size else before.astype(bool)
+    return pd.DataFrame({"_k": before[last], "_shift": shift[last]})
 
 
 def _stage_parquet(scratch: BaseBackend, path: Path, columns: list[str], tag: str) -> Staged:

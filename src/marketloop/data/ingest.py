@@ -128,6 +128,8 @@ class _Prepared:
     quarantine: ibis.Table | None
     cleanup: list[str]
     staged: Staged | None = None
+    #: Where the reader refused records: the shifts from parsed to file record numbers.
+    shifts: ibis.Table | None = None
 
 
 def plan_files(paths: Iterable[str | Path], *, format: str = "auto") -> list[_Plan]:
@@ -286,7 +288,11 @@ def _prepare(scratch: BaseBackend, con: BaseBackend, plan: _Plan, run_id: str) -
     cleanup: list[str] = []
     if scratch is not con:  # PostgreSQL: bring the typed rows and the refused ones over
         derived, quarantine, cleanup = _upload(con, derived, quarantine, tag)
-    return _Prepared(plan, report, derived, quarantine, cleanup, staged)
+    shifts = None
+    if len(rejects):
+        shifts = wh.stage_table(con, f"_ml_shifts_{tag}", staged.shifts())
+        cleanup.append(f"_ml_shifts_{tag}")
+    return _Prepared(plan, report, derived, quarantine, cleanup, staged, shifts)
 
 
 def _scalar(expr: ibis.Scalar) -> int:
@@ -306,9 +312,12 @@ def _split_repeats(
     repeated_keys = counts.filter(counts._n > 1).select(*key)
     if _scalar(repeated_keys.count()) == 0:
         return valid, None
-    multi = valid.semi_join(repeated_keys, list(key))
+    # a repeated key may hold empty values: compare null-safely
+    multi = valid.semi_join(
+        repeated_keys, [valid[k].identical_to(repeated_keys[k]) for k in key]
+    )
     content = [c for c in valid.columns if c != "_row_no"]
-    fingerprint = ibis.literal("\x1f").join([multi[c].cast("string").fill_null("\x00") for c in content])
+    fingerprint = ibis.struct({c: multi[c] for c in content}).cast("json").cast("string")
     window = ibis.window(group_by=list(key), order_by="_row_no")
     ranked = multi.mutate(
         _rank=ibis.row_number().over(window),
@@ -322,7 +331,7 @@ def _split_repeats(
             "_row_no",
             _same=later._print == later._first,
             reason=ibis.literal(f"conflicting_duplicate:{'|'.join(key)}"),
-            raw=later._print.replace("\x1f", ",").replace("\x00", ""),
+            raw=later._print,
         ),
         temp=True,
     )
@@ -369,7 +378,7 @@ def _publish(con: BaseBackend, item: _Prepared, run_id: str, started: dt.datetim
     """Write one prepared file inside the run's transaction."""
     report = item.report
     for d in item.derived:
-        counts = _write_table(con, d, report, run_id)
+        counts = _write_table(con, d, report, run_id, item.shifts)
         report.tables[d.contract.name] = counts
         if d.row_table:
             report.accepted += counts["added"] + counts["replaced"]
@@ -396,7 +405,9 @@ def _publish(con: BaseBackend, item: _Prepared, run_id: str, started: dt.datetim
     )
 
 
-def _write_table(con: BaseBackend, d: Derived, report: FileReport, run_id: str) -> dict[str, int]:
+def _write_table(
+    con: BaseBackend, d: Derived, report: FileReport, run_id: str, shifts: ibis.Table | None
+) -> dict[str, int]:
     """Classify rows against the warehouse table, then delete replaced rows and insert."""
     contract = d.contract
     names = contract.names
@@ -422,7 +433,7 @@ def _write_table(con: BaseBackend, d: Derived, report: FileReport, run_id: str) 
         wh.delete_keys(con, contract.name, cls.filter(cls._class == "replace").select(*contract.key))
     wh.insert_select(con, contract.name, cls.filter(cls._class.isin(["new", "replace"])).select(*names))
     if counts.get("orphan") and d.row_table:
-        orphans = cls.filter(cls._class == "orphan")
+        orphans = _file_row_numbers(cls.filter(cls._class == "orphan"), shifts)
         parent_cols = "|".join(contract.parents)
         raw = ibis.literal(",").join([orphans[c].cast("string").fill_null("") for c in names])
         _write_quarantine(
@@ -443,6 +454,15 @@ def _write_table(con: BaseBackend, d: Derived, report: FileReport, run_id: str) 
         "replaced": int(counts.get("replace", 0)),
         "duplicates": int(counts.get("duplicate", 0)),
     }
+
+
+def _file_row_numbers(rows: ibis.Table, shifts: ibis.Table | None) -> ibis.Table:
+    """Move parsed-record numbers past the records the reader refused (few rows only)."""
+    if shifts is None:
+        return rows
+    joined = rows.left_join(shifts, rows._row_no > shifts._k)
+    moved = joined.group_by(*rows.columns).aggregate(_by=joined._shift.max())
+    return moved.mutate(_row_no=moved._row_no + moved._by.fill_null(0)).drop("_by")
 
 
 def _write_quarantine(con: BaseBackend, rows: ibis.Table) -> None:

@@ -121,7 +121,7 @@ class OnlineRetailAdapter(Adapter):
             income_band=ibis.null("string"),
         )
         sale = ~rows._credit & (rows.UnitPrice > 0)
-        category = rows.product_id.substitute(SPECIAL_CODES, else_=None)
+        category = rows.product_id.substitute(SPECIAL_CODES, else_=ibis.null("string"))
         category = ibis.ifelse(
             rows.product_id.lower().startswith("gift_"), "gift_voucher", category
         ).fill_null("merchandise")

@@ -1,0 +1,215 @@
+"""Ingest loses nothing: every row is added, a duplicate, or quarantined with its reason."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from marketloop.data.ingest import ingest
+from marketloop.data.warehouse import connect
+
+ORDERS_HEADER = "order_id,customer_id,ordered_at,currency,status,amount"
+LINES_HEADER = "order_id,line_no,product_id,quantity,unit_price,discount"
+
+
+def write(path: Path, header: str, rows: list[str], *, gz: bool = False) -> Path:
+    data = (header + "\n" + "".join(r + "\n" for r in rows)).encode()
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+def orders_rows(n: int) -> list[str]:
+    return [f"O{i},C{i % 7},2025-01-{1 + i % 28:02d}T10:00:00Z,EUR,paid,{10 + i}.50" for i in range(n)]
+
+
+def count(con, table: str) -> int:
+    return int(con.table(table).count().execute())
+
+
+# -- the kinds of broken line, each with the reason ingest must give ----------------------
+
+GOOD = "O{o},{n},P{p},{q},{price},0.00"
+BROKEN = {
+    "missing_id": ("O{o},{n},,{q},{price},0.00", "missing:product_id"),
+    "malformed_id": ("O{o},{n},P {p},{q},{price},0.00", "malformed:product_id"),
+    "negative_quantity": ("O{o},{n},P{p},-3,{price},0.00", "out_of_range:quantity"),
+    "absurd_quantity": ("O{o},{n},P{p},1000000,{price},0.00", "out_of_range:quantity"),
+    "text_quantity": ("O{o},{n},P{p},two,{price},0.00", "malformed:quantity"),
+    "negative_price": ("O{o},{n},P{p},{q},-1.00,0.00", "out_of_range:unit_price"),
+    "too_many_fields": ("O{o},{n},P{p},{q},{price},0.00,extra", "malformed_row:too_many_fields"),
+    "too_few_fields": ("O{o},{n},P{p},{q}", "malformed_row:too_few_fields"),
+    "orphan": ("NOPE{o},{n},P{p},{q},{price},0.00", "orphan:order_id"),
+}
+
+line_kind = st.sampled_from(["good"] * 4 + ["duplicate"] + sorted(BROKEN))
+
+
+@settings(max_examples=30)
+@given(kinds=st.lists(line_kind, min_size=1, max_size=40), seed=st.integers(0, 10_000))
+def test_counts_add_up_and_every_broken_line_has_its_reason(tmp_path_factory, kinds, seed) -> None:
+    tmp = tmp_path_factory.mktemp("h")
+    rows, expected = [], []
+    for n, kind in enumerate(kinds, start=1):
+        fields = {"o": (seed + n) % 20, "n": n, "p": n % 9, "q": 1 + n % 4, "price": f"{n % 50}.25"}
+        if kind == "duplicate" and rows:
+            rows.append(rows[-1])
+            expected.append("duplicate" if expected[-1] in ("good", "duplicate") else expected[-1])
+            continue
+        if kind in ("good", "duplicate"):
+            rows.append(GOOD.format(**fields))
+            expected.append("good")
+        else:
+            template, reason = BROKEN[kind]
+            rows.append(template.format(**fields))
+            expected.append(reason)
+    con = connect("duckdb://")
+    ingest([write(tmp / "orders.csv", ORDERS_HEADER, orders_rows(20))], con=con)
+    report = ingest([write(tmp / "order_lines.csv", LINES_HEADER, rows)], con=con)
+
+    assert report.read == len(rows) == report.accepted + report.duplicates + report.quarantined
+    assert report.accepted == expected.count("good")
+    assert report.duplicates == expected.count("duplicate")
+    want_reasons = pd.Series([e for e in expected if e not in ("good", "duplicate")]).value_counts()
+    assert report.reasons == want_reasons.to_dict()
+    # every quarantined row is stored with its reason at its record number
+    q = con.table("quarantine").filter(lambda t: t.table_name == "order_lines").to_pandas()
+    stored = dict(zip(q.row_no, q.reason, strict=True))
+    want = {i + 1: e for i, e in enumerate(expected) if e not in ("good", "duplicate")}
+    assert stored == want
+    # no accepted row breaks a contract
+    lines = con.table("order_lines").to_pandas()
+    assert lines.quantity.between(1, 10_000).all() and (lines.unit_price >= 0).all()
+    assert lines.product_id.str.fullmatch(r"P\d").all()
+
+
+def test_reingesting_the_same_file_adds_nothing(tmp_path: Path) -> None:
+    con = connect(f"duckdb:///{tmp_path}/w.duckdb")
+    orders = write(tmp_path / "orders.csv", ORDERS_HEADER, [*orders_rows(50), "bad,,,,,"])
+    first = ingest([orders], con=con)
+    second = ingest([orders], con=con)
+    assert (first.accepted, first.quarantined) == (50, 1)
+    assert (second.accepted, second.duplicates, second.quarantined) == (0, 50, 1)
+    assert count(con, "orders") == 50
+    assert count(con, "quarantine") == 1
+    assert count(con, "ingest_runs") == 2
+
+
+def test_a_corrected_file_replaces_the_changed_rows(tmp_path: Path) -> None:
+    con = connect("duckdb://")
+    rows = orders_rows(10)
+    ingest([write(tmp_path / "orders.csv", ORDERS_HEADER, rows)], con=con)
+    rows[3] = rows[3].replace(",paid,", ",cancelled,")
+    report = ingest([write(tmp_path / "orders.csv", ORDERS_HEADER, rows)], con=con)
+    assert (report.accepted, report.replaced, report.duplicates) == (1, 1, 9)
+    status = con.table("orders").filter(lambda t: t.order_id == "O3").status.execute()
+    assert status.tolist() == ["cancelled"]
+    assert count(con, "orders") == 10
+
+
+def test_a_key_repeated_with_other_content_is_a_conflict(tmp_path: Path) -> None:
+    con = connect("duckdb://")
+    rows = orders_rows(3) + [orders_rows(3)[1].replace("EUR", "USD")]
+    report = ingest([write(tmp_path / "orders.csv", ORDERS_HEADER, rows)], con=con)
+    assert report.reasons == {"conflicting_duplicate:order_id": 1}
+    assert report.accepted == 3
+
+
+def test_gzip_parquet_and_jsonl_give_the_same_warehouse(tmp_path: Path) -> None:
+    rows = orders_rows(30)
+    csv_path = write(tmp_path / "orders.csv.gz", ORDERS_HEADER, rows, gz=True)
+    frame = pd.read_csv(csv_path, dtype=str)
+    frame.to_parquet(tmp_path / "orders.parquet")
+    with (tmp_path / "orders.jsonl").open("w") as fh:
+        for record in frame.to_dict("records"):
+            fh.write(json.dumps(record) + "\n")
+        fh.write("{not json\n")
+    tables = []
+    for name in ("orders.csv.gz", "orders.parquet", "orders.jsonl"):
+        con = connect("duckdb://")
+        report = ingest([tmp_path / name], con=con)
+        assert report.accepted == 30
+        tables.append(con.table("orders").order_by("order_id").to_pandas())
+    assert report.reasons == {"malformed_row:json": 1}
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    pd.testing.assert_frame_equal(tables[0], tables[2])
+
+
+def test_timestamps_with_offsets_are_stored_in_utc(tmp_path: Path) -> None:
+    con = connect("duckdb://")
+    rows = ["O1,C1,2025-03-01T12:00:00+02:00,EUR,paid,1.00", "O2,C1,2025-03-01 12:00:00,eur,PAID,2"]
+    ingest([write(tmp_path / "orders.csv", ORDERS_HEADER, rows)], con=con)
+    got = con.table("orders").order_by("order_id").to_pandas()
+    assert got.ordered_at.dt.hour.tolist() == [10, 12]
+    assert got.currency.tolist() == ["EUR", "EUR"] and got.status.tolist() == ["paid", "paid"]
+
+
+def test_postgres_and_duckdb_build_the_same_warehouse(tmp_path: Path, pg_url: str) -> None:
+    lines = [GOOD.format(o=i % 20, n=i, p=i % 9, q=1 + i % 3, price="2.50") for i in range(1, 60)]
+    lines += [BROKEN["orphan"][0].format(o=1, n=99, p=1, q=1, price="1"), lines[0], "x,y"]
+    files = [
+        write(tmp_path / "orders.csv", ORDERS_HEADER, orders_rows(20) + ["O5,C1,never,EUR,paid,1"]),
+        write(tmp_path / "order_lines.csv", LINES_HEADER, lines),
+    ]
+    results = {}
+    for name, url in (("duckdb", "duckdb://"), ("postgres", pg_url)):
+        con = connect(url)
+        report = ingest(files, con=con)
+        again = ingest(files, con=con)
+        assert again.accepted == 0
+        results[name] = (
+            report.to_dict()["reasons"],
+            {t: con.table(t).to_pandas() for t in ("orders", "order_lines", "quarantine")},
+        )
+    assert results["duckdb"][0] == results["postgres"][0]
+    for table, frame in results["duckdb"][1].items():
+        other = results["postgres"][1][table]
+        cols = [c for c in frame.columns if c != "run_id"]
+        key = cols[:2]
+        a = frame[cols].sort_values(key).reset_index(drop=True)
+        b = other[cols].sort_values(key).reset_index(drop=True)
+        pd.testing.assert_frame_equal(a.astype(str), b.astype(str), obj=table)
+
+
+def test_files_load_parents_first_whatever_the_order_given(tmp_path: Path) -> None:
+    con = connect("duckdb://")
+    lines = write(tmp_path / "order_lines.csv", LINES_HEADER, ["O1,1,P1,1,1.00,0"])
+    orders = write(tmp_path / "orders.csv", ORDERS_HEADER, orders_rows(2))
+    report = ingest([lines, orders], con=con)
+    assert report.quarantined == 0 and report.accepted == 3
+
+
+def test_row_numbers_count_records_the_reader_refused(tmp_path: Path) -> None:
+    rows = orders_rows(6)
+    rows[1] = rows[1] + ",extra"  # record 2: refused by the reader
+    rows[2] = rows[2] + ",extra"  # record 3: refused by the reader
+    rows[4] = rows[4].replace("EUR", "XXX")  # record 5: refused by the contract
+    con = connect("duckdb://")
+    ingest([write(tmp_path / "orders.csv", ORDERS_HEADER, rows)], con=con)
+    q = con.table("quarantine").order_by("row_no").to_pandas()
+    assert q.row_no.tolist() == [2, 3, 5]
+    assert q.reason.tolist()[-1] == "not_allowed:currency"
+
+
+def test_bad_encoding_is_quarantined_not_fatal(tmp_path: Path) -> None:
+    path = tmp_path / "orders.csv"
+    path.write_bytes(
+        (ORDERS_HEADER + "\nO1,C1,2025-01-01,EUR,paid,1\nO2,C\xe9,2025-01-01,EUR,paid,1\n").encode("latin-1")
+    )
+    report = ingest([path], con=connect("duckdb://"))
+    assert (report.accepted, report.reasons) == (1, {"invalid_encoding": 1})
+
+
+def test_ingest_runs_record_the_counts(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    con = connect(f"duckdb:///{path}")
+    ingest([write(tmp_path / "orders.csv", ORDERS_HEADER, [*orders_rows(4), "O1,,,,,"])], con=con)
+    con.disconnect()
+    runs = duckdb.connect(str(path)).sql("select n_read, n_accepted, n_duplicates, n_quarantined from ingest_runs").fetchall()
+    assert runs == [(5, 4, 0, 1)]
