@@ -88,7 +88,7 @@ def random_campaign(shop: Shop, treat_share: float = 0.5, *, offer: str = "pct10
     --------
     >>> from marketloop.simulate import Market
     >>> c = Market(n_customers=2_000, n_days=180, random_state=0).random_campaign(0.5)
-    >>> 0.45 < c.treated.mean() < 0.55
+    >>> bool(0.45 < c.treated.mean() < 0.55)
     True
     """
     if not 0.0 < treat_share < 1.0:

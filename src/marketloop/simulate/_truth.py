@@ -26,7 +26,7 @@ def true_affinity(truth: Truth, customer_ids: Sequence[str] | pd.Series,
     >>> shop = Market(n_customers=300, n_days=60, random_state=0).simulate(("customers",))
     >>> top = shop.truth.item_affinity.iloc[0]
     >>> round(float(true_affinity(shop.truth, [top.customer_id], [top.product_id]).iloc[0]
-    ...             - top.affinity), 9)
+    ...             - top.affinity), 9) + 0.0
     0.0
     """
     tc, tp = truth.customers, truth.products
