@@ -40,6 +40,17 @@ def run(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+    except Exception as exc:
+        import os
+
+        if os.environ.get("MARKETLOOP_DEBUG"):
+            raise
+        err_console.print(
+            f"internal error ({type(exc).__name__}): {exc}. This is a bug in marketloop; "
+            "run again with MARKETLOOP_DEBUG=1 for the traceback and report it.",
+            markup=False, soft_wrap=True,
+        )
+        raise SystemExit(1) from None
 
 
 @app.command()
