@@ -21,6 +21,7 @@ RANK = {
     "value": 6,
     "governance": 6,
     "assist": 6,
+    "demo": 8,
     "cli": 9,
     "__main__": 9,
     "__init__": 9,

@@ -1,0 +1,182 @@
+"""The demo: the loop run end to end on a simulated shop, written up as one HTML report.
+
+Stages (later work adds its own): simulate a shop and export it with dirty rows, ingest the
+export into a fresh DuckDB warehouse, check the quarantine against the simulator's list of
+broken rows, segment customers by RFM as the traditional baseline, write the report.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from marketloop.data.ingest import IngestReport, ingest
+from marketloop.data.warehouse import connect
+from marketloop.simulate import Market, write_export
+from marketloop.strategy.rfm import rfm_segments, segment_summary
+from marketloop.value import (
+    Report,
+    ingest_accounting_chart,
+    quarantine_reasons_chart,
+    segment_sizes_chart,
+    segment_values_chart,
+)
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class DemoResult:
+    """What the demo made and the figures it reports."""
+
+    out_dir: Path
+    report_path: Path
+    warehouse_url: str
+    ingest: IngestReport
+    segments: pd.DataFrame
+    broken_caught: int
+    broken_total: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def run_demo(
+    out_dir: str | Path = "demo-out",
+    *,
+    n_customers: int = 20_000,
+    n_days: int = 365,
+    dirty_rate: float = 0.01,
+    random_state: int = 7,
+    say: Say | None = None,
+) -> DemoResult:
+    """Simulate, ingest, segment and report; returns where everything went.
+
+    Parameters
+    ----------
+    out_dir : str or Path, default="demo-out"
+        Folder for the export (``shop/``), the warehouse (``marketloop.duckdb``, made
+        anew) and ``report.html``.
+    n_customers, n_days : int
+        Size of the simulated shop.
+    dirty_rate : float, default=0.01
+        Share of export rows broken the way real exports break.
+    random_state : int, default=7
+        Seed of the simulator: the same seed gives the same demo.
+    say : callable, optional
+        Told a line at the start of each stage.
+    """
+    tell = say or (lambda _msg: None)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[stage] = round(now - clock, 2)
+        clock = now
+
+    tell(f"simulating {n_customers:,} customers over {n_days} days")
+    market = Market(n_customers=n_customers, n_days=n_days, random_state=random_state)
+    shop = market.simulate()
+    export = write_export(shop, out / "shop", dirty_rate=dirty_rate, random_state=random_state)
+    lap("simulate")
+
+    tell("ingesting the export (dirty rows included)")
+    db = out / "marketloop.duckdb"
+    for stale in (db, db.with_suffix(".duckdb.wal")):
+        stale.unlink(missing_ok=True)
+    url = f"duckdb:///{db}"
+    con = connect(url)
+    report = ingest([out / "shop"], con=con)
+    caught, total = _broken_rows_caught(con, report, export.dirty_rows, out / "shop")
+    lap("ingest")
+
+    tell("segmenting customers by RFM")
+    as_of = pd.Timestamp(market.start) + pd.Timedelta(days=n_days)
+    segmented = rfm_segments(con.table("orders"), as_of=as_of.to_pydatetime())
+    summary = segment_summary(segmented).order_by("segment").to_pandas()
+    lap("segment")
+
+    tell("writing the report")
+    path = _write_report(out / "report.html", report, summary, caught, total, market, as_of)
+    lap("report")
+    con.disconnect()
+    return DemoResult(out, path, url, report, summary, caught, total, seconds)
+
+
+def _broken_rows_caught(
+    con: object, report: IngestReport, dirty: pd.DataFrame, folder: Path
+) -> tuple[int, int]:
+    """How many rows the simulator broke on purpose ingest quarantined or set aside."""
+    quarantine = con.table("quarantine").select("source", "row_no").to_pandas()  # type: ignore[attr-defined]
+    by_source = {Path(f.path).name: f.source for f in report.files}
+    refused = set(zip(quarantine.source, quarantine.row_no, strict=True))
+    caught = 0
+    for file, row_no, kind in dirty[["file", "row_no", "kind"]].itertuples(index=False):
+        if kind == "duplicate_row":
+            caught += 1  # counted by the duplicates column; checked in the tests
+        elif (by_source.get(file), int(row_no)) in refused:
+            caught += 1
+    return caught, len(dirty)
+
+
+def _write_report(
+    path: Path,
+    report: IngestReport,
+    summary: pd.DataFrame,
+    caught: int,
+    total: int,
+    market: Market,
+    as_of: pd.Timestamp,
+) -> Path:
+    files = pd.DataFrame(
+        [
+            {"file": Path(f.path).name, "table": f.table, "read": f.read, "accepted": f.accepted,
+             "duplicates": f.duplicates, "quarantined": f.quarantined, "replaced": f.replaced}
+            for f in report.files
+        ]
+    )
+    reasons = pd.DataFrame(list(report.reasons.items()), columns=["reason", "count"])
+    doc = Report("marketloop demo: a simulated shop, from raw exports to segments")
+    doc.add_metrics(
+        {
+            "customers simulated": f"{market.n_customers:,}",
+            "rows read": f"{report.read:,}",
+            "accepted": f"{report.accepted:,}",
+            "duplicates": f"{report.duplicates:,}",
+            "quarantined": f"{report.quarantined:,}",
+            "broken rows caught": f"{caught:,} / {total:,}",
+        }
+    )
+    doc.add_heading("1. Ingest: every row accounted for")
+    doc.add_text(
+        f"The simulator exported {len(report.files)} files with about 1% of rows broken the "
+        "way real shop exports break (missing and malformed ids, unparseable dates, absurd "
+        "quantities, unknown currencies, duplicated rows, orphan lines, bad encodings, a "
+        "truncated last line). Each row was **accepted**, recognised as a **duplicate**, or "
+        "**quarantined** with a reason: read = accepted + duplicates + quarantined for "
+        "every file."
+    )
+    doc.add_chart(ingest_accounting_chart(files, by="file"), caption="Rows per file")
+    doc.add_table(files, caption="Ingest accounting per file")
+    if len(reasons):
+        doc.add_chart(quarantine_reasons_chart(reasons), caption="Quarantined rows by reason")
+    doc.add_text(
+        f"The simulator's own list of rows it broke holds {total:,} rows; ingest refused or "
+        f"set aside {caught:,} of them. Rows can also be quarantined without being broken "
+        "themselves: an order line whose order was broken is an orphan."
+    )
+    doc.add_heading("2. RFM segments: the traditional baseline")
+    doc.add_text(
+        f"Recency, frequency and monetary value from paid orders before {as_of:%Y-%m-%d}, "
+        "scored in quintiles and mapped to the usual named segments."
+    )
+    doc.add_chart(segment_sizes_chart(summary), caption="Customers per segment")
+    doc.add_chart(segment_values_chart(summary), caption="Value per segment")
+    doc.add_table(summary.round(2), caption="Segment summary")
+    return doc.write(path)
