@@ -127,6 +127,10 @@ def write_export(
                 last = pd.DataFrame({"row": [n_rows], "kind": ["truncated_last_line"],
                                      "column": [list(cols)[cut_col]]})
                 rec = pd.concat([rec, last], ignore_index=True)
+                if name == "orders":  # the cut order is lost too: its lines become orphans
+                    broken_orders.add(cols["order_id"][n_rows - 1].as_py())
+                elif name == "order_lines":  # the cut line is broken itself, not an orphan
+                    cascade = cascade[cascade["row_no"] != n_rows]
             path.write_bytes(data)
         if rec is not None and len(rec):
             dirty.append(rec.drop(columns="orig").assign(file=path.name)
