@@ -59,8 +59,12 @@ def test_counts_add_up_and_every_broken_line_has_its_reason(tmp_path_factory, ki
     for n, kind in enumerate(kinds, start=1):
         fields = {"o": (seed + n) % 20, "n": n, "p": n % 9, "q": 1 + n % 4, "price": f"{n % 50}.25"}
         if kind == "duplicate" and rows:
+            # an exact repeat of a row that keeps the contract is a duplicate (even of an
+            # orphan: repeats are set aside before parents are looked up); a repeat of a
+            # broken row is quarantined again for the same reason
             rows.append(rows[-1])
-            expected.append("duplicate" if expected[-1] in ("good", "duplicate") else expected[-1])
+            kept = ("good", "duplicate", "orphan:order_id")
+            expected.append("duplicate" if expected[-1] in kept else expected[-1])
             continue
         if kind in ("good", "duplicate"):
             rows.append(GOOD.format(**fields))
