@@ -149,20 +149,30 @@ def peek_columns(path: Path, kind: FileKind) -> list[str]:
             return list(pq.read_schema(path).names)
         if kind == "jsonl":
             return _jsonl_columns(path)
-        with _open(path) as fh:
-            first = fh.readline(1 << 20).decode("utf-8-sig", errors="replace")
+        first = _first_line_text(path)
     except (OSError, EOFError, pa.ArrowException) as exc:
         raise IngestError(
             describe(str(path), f"a readable {kind.upper()} file", str(exc).splitlines()[0])
         ) from None
     if not first.strip():
         raise IngestError(describe(str(path), "a header row naming the columns", "an empty file"))
+    columns = [c.strip() for c in next(csv.reader([first.rstrip("\r\n")], delimiter=_delimiter(first)))]
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise IngestError(describe(str(path), "distinct column names", f"{', '.join(repeated)} repeated"))
+    return columns
+
+
+def _first_line_text(path: Path) -> str:
+    with _open(path) as fh:
+        return fh.readline(1 << 20).decode("utf-8-sig", errors="replace")
+
+
+def _delimiter(header: str) -> str:
     try:
-        dialect = csv.Sniffer().sniff(first, delimiters=",;\t|")
-        delimiter = dialect.delimiter
+        return csv.Sniffer().sniff(header, delimiters=",;\t|").delimiter
     except csv.Error:
-        delimiter = ","
-    return [c.strip() for c in next(csv.reader([first.rstrip("\r\n")], delimiter=delimiter))]
+        return ","
 
 
 def _jsonl_columns(path: Path, probe: int = 200) -> list[str]:
@@ -197,10 +207,14 @@ def stage(scratch: BaseBackend, path: Path, kind: FileKind, columns: list[str]) 
 def _stage_csv(scratch: BaseBackend, path: Path, columns: list[str], tag: str) -> Staged:
     rejects_table, rejects_scan = f"_ml_rej_{tag}", f"_ml_scan_{tag}"
     try:
+        # the dialect is fixed, not sniffed: a dirty file can defeat DuckDB's sniffer
         source = scratch.read_csv(
             str(path),
             table_name=f"_ml_src_{tag}",
-            all_varchar=True,
+            columns={c: "VARCHAR" for c in columns},
+            delim=_delimiter(_first_line_text(path)),
+            quote='"',
+            escape='"',
             header=True,
             store_rejects=True,
             rejects_table=rejects_table,

@@ -19,12 +19,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import ibis
+import ibis.expr.types as ir
 import pandas as pd
 from ibis.backends import BaseBackend
 
 from marketloop.data import warehouse as wh
 from marketloop.data._readers import FileKind, Staged, content_hash, file_kind, peek_columns, stage
-from marketloop.data._validate import validate
+from marketloop.data._validate import raw_json, validate
 from marketloop.data.adapters import Adapter, Derived, detect
 from marketloop.data.schema import QUARANTINE, TableContract
 from marketloop.exceptions import IngestError, describe
@@ -241,6 +242,7 @@ def ingest(
 def _scratch_engine() -> BaseBackend:
     scratch = ibis.duckdb.connect()
     scratch.raw_sql("SET TimeZone = 'UTC'")
+    scratch.raw_sql("SET enable_progress_bar = false")
     return scratch
 
 
@@ -271,10 +273,10 @@ def _prepare(scratch: BaseBackend, con: BaseBackend, plan: _Plan, run_id: str) -
     report.add_reasons(rejects["reason"].value_counts().items())
     bad = typed.filter(typed._reason.notnull())
     report.add_reasons(_fetch_pairs(bad.group_by("_reason").aggregate(n=bad.count())))
-    bad = staged.renumber(bad.select("_row_no", reason=bad._reason, raw=bad._raw))
+    bad = staged.renumber(bad.select("_row_no", reason=bad._reason, raw=raw_json(bad, plan.contract)))
 
-    valid = typed.filter(typed._reason.isnull()).drop("_reason", "_raw")
-    valid, repeats = _split_repeats(scratch, valid, plan.adapter.dedupe_key(plan.contract), tag)
+    valid = typed.filter(typed._reason.isnull()).select(*plan.contract.names, "_row_no")
+    valid, repeats = _split_repeats(scratch, valid, plan.contract, plan.adapter.dedupe_key(plan.contract), tag)
     quarantine_parts = [bad.rename(row_no="_row_no")]
     if repeats is not None:
         report.duplicates += _scalar(repeats.filter(repeats._same).count())
@@ -305,16 +307,16 @@ def _fetch_pairs(expr: ibis.Table) -> list[tuple[str, int]]:
 
 
 def _split_repeats(
-    scratch: BaseBackend, valid: ibis.Table, key: tuple[str, ...], tag: str
+    scratch: BaseBackend, valid: ibis.Table, contract: TableContract, key: tuple[str, ...], tag: str
 ) -> tuple[ibis.Table, ibis.Table | None]:
     """Rows whose key appeared earlier in the file: same content (duplicate) or not (conflict)."""
     counts = valid.group_by(list(key)).aggregate(_n=valid.count())
     repeated_keys = counts.filter(counts._n > 1).select(*key)
-    if _scalar(repeated_keys.count()) == 0:
-        return valid, None
-    # a repeated key may hold empty values: compare null-safely
+    # key columns a contract requires are never empty here: plain equality hashes fastest
+    nullable = set(valid.columns) - set(contract.required_names)
     multi = valid.semi_join(
-        repeated_keys, [valid[k].identical_to(repeated_keys[k]) for k in key]
+        repeated_keys,
+        [valid[k].identical_to(repeated_keys[k]) if k in nullable else valid[k] == repeated_keys[k] for k in key],
     )
     content = [c for c in valid.columns if c != "_row_no"]
     fingerprint = ibis.struct({c: multi[c] for c in content}).cast("json").cast("string")
@@ -335,6 +337,8 @@ def _split_repeats(
         ),
         temp=True,
     )
+    if _scalar(repeats.count()) == 0:
+        return valid, None
     return valid.anti_join(repeats, "_row_no"), repeats
 
 
@@ -408,52 +412,83 @@ def _publish(con: BaseBackend, item: _Prepared, run_id: str, started: dt.datetim
 def _write_table(
     con: BaseBackend, d: Derived, report: FileReport, run_id: str, shifts: ibis.Table | None
 ) -> dict[str, int]:
-    """Classify rows against the warehouse table, then delete replaced rows and insert."""
-    contract = d.contract
-    names = contract.names
+    """Write one derived table: orphans to the quarantine, changed rows replaced, new added.
+
+    Shaped for large loads: the rows are read once to be inserted; the warehouse table is
+    only joined when it holds rows, and only the (few) orphans and matches are materialised.
+    """
+    contract, rows, tag = d.contract, d.table, uuid.uuid4().hex[:10]
+    names, key = contract.names, list(contract.key)
+    temps: list[str] = []
+    n_rows = int(wh.fetch(con, rows.count().as_table())[0][0])
+
+    good, n_orphans = rows, 0
+    if contract.parents:
+        for column, parent in contract.parents.items():
+            parent_table = wh.ref(parent)
+            good = good.semi_join(parent_table, good[column] == parent_table[column])
+        orphans = wh.create_temp_as(con, f"_ml_orphans_{tag}", rows.anti_join(good, _same_row(rows, good)))
+        temps.append(f"_ml_orphans_{tag}")
+        n_orphans = int(wh.fetch(con, orphans.count().as_table())[0][0])
+        if n_orphans and d.row_table:
+            _quarantine_orphans(con, orphans, contract, report, run_id, shifts)
+
     existing = wh.ref(contract.name)
-    theirs = existing.select(*[existing[c].name(f"_e_{c}") for c in names])
-    rows = d.table
-    joined = rows.left_join(theirs, [rows[k] == theirs[f"_e_{k}"] for k in contract.key])
-    same = ibis.and_(*[joined[c].identical_to(joined[f"_e_{c}"]) for c in names])
-    cases = [(joined[f"_e_{contract.key[0]}"].isnull(), "new"), (same, "duplicate")]
-    for column, parent in contract.parents.items():
-        parent_table = wh.ref(parent)
-        parent_keys = parent_table.select(_p=parent_table[column]).distinct()
-        joined = joined.left_join(parent_keys, joined[column] == parent_keys._p)
-        cases.insert(0, (joined._p.isnull(), "orphan"))
-    classified = joined.select(
-        *names, *(["_row_no"] if d.row_table else []),
-        _class=ibis.cases(*cases, else_="replace"),
-    )
-    name = f"_ml_cls_{uuid.uuid4().hex[:10]}"
-    cls = wh.create_temp_as(con, name, classified)
-    counts = dict(wh.fetch(con, cls.group_by("_class").aggregate(n=cls.count())))
-    if counts.get("replace"):
-        wh.delete_keys(con, contract.name, cls.filter(cls._class == "replace").select(*contract.key))
-    wh.insert_select(con, contract.name, cls.filter(cls._class.isin(["new", "replace"])).select(*names))
-    if counts.get("orphan") and d.row_table:
-        orphans = _file_row_numbers(cls.filter(cls._class == "orphan"), shifts)
-        parent_cols = "|".join(contract.parents)
-        raw = ibis.literal(",").join([orphans[c].cast("string").fill_null("") for c in names])
-        _write_quarantine(
-            con,
-            orphans.select(
-                source=ibis.literal(report.source),
-                row_no=orphans._row_no.cast("int64"),
-                table_name=ibis.literal(contract.name),
-                reason=ibis.literal(f"orphan:{parent_cols}"),
-                raw=raw,
-                run_id=ibis.literal(run_id),
-            ),
-        )
-        report.add_reasons([(f"orphan:{parent_cols}", counts["orphan"])])
-    wh.drop_table(con, name)
+    n_duplicates = n_replaced = 0
+    if wh.fetch(con, existing.select(*key).limit(1)):
+        theirs = existing.select(*[existing[c].name(f"_e_{c}") for c in names])
+        joined = good.inner_join(theirs, [good[k] == theirs[f"_e_{k}"] for k in key])
+        same = ibis.and_(*[joined[c].identical_to(joined[f"_e_{c}"]) for c in names])
+        matched = wh.create_temp_as(con, f"_ml_matched_{tag}", joined.select(*key, _same=same))
+        temps.append(f"_ml_matched_{tag}")
+        counts = dict(wh.fetch(con, matched.group_by("_same").aggregate(n=matched.count())))
+        n_duplicates, n_replaced = int(counts.get(True, 0)), int(counts.get(False, 0))
+        if n_replaced:
+            wh.delete_keys(con, contract.name, matched.filter(~matched._same).select(*key))
+        if n_duplicates:
+            good = good.anti_join(matched.filter(matched._same), key)
+    wh.insert_select(con, contract.name, good.select(*names))
+    for name in temps:
+        wh.drop_table(con, name)
     return {
-        "added": int(counts.get("new", 0)),
-        "replaced": int(counts.get("replace", 0)),
-        "duplicates": int(counts.get("duplicate", 0)),
+        "added": n_rows - n_orphans - n_duplicates - n_replaced,
+        "replaced": n_replaced,
+        "duplicates": n_duplicates,
     }
+
+
+def _same_row(rows: ibis.Table, other: ibis.Table) -> list[ir.BooleanValue]:
+    """Join predicates that pair a row with itself (by record number, else by every column)."""
+    if "_row_no" in rows.columns:
+        return [rows._row_no == other._row_no]
+    return [rows[c].identical_to(other[c]) for c in rows.columns]
+
+
+def _quarantine_orphans(
+    con: BaseBackend,
+    orphans: ibis.Table,
+    contract: TableContract,
+    report: FileReport,
+    run_id: str,
+    shifts: ibis.Table | None,
+) -> None:
+    orphans = _file_row_numbers(orphans, shifts)
+    parent_cols = "|".join(contract.parents)
+    # the same text on every backend: the row's values joined by commas, in column order
+    text = ibis.literal(",").join([orphans[c].cast("string").fill_null("") for c in contract.names])
+    _write_quarantine(
+        con,
+        orphans.select(
+            source=ibis.literal(report.source),
+            row_no=orphans._row_no.cast("int64"),
+            table_name=ibis.literal(contract.name),
+            reason=ibis.literal(f"orphan:{parent_cols}"),
+            raw=text,
+            run_id=ibis.literal(run_id),
+        ),
+    )
+    n = int(wh.fetch(con, orphans.count().as_table())[0][0])
+    report.add_reasons([(f"orphan:{parent_cols}", n)])
 
 
 def _file_row_numbers(rows: ibis.Table, shifts: ibis.Table | None) -> ibis.Table:

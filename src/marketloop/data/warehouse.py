@@ -65,6 +65,7 @@ def connect(url: str | None = None) -> BaseBackend:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             con = ibis.duckdb.connect(path)
             con.raw_sql("SET TimeZone = 'UTC'")
+            con.raw_sql("SET enable_progress_bar = false")  # it would write into --json output
             return con
         if scheme in ("postgresql", "postgres"):
             return _connect_postgres(url)
