@@ -15,6 +15,7 @@ demo: $(STAMP)
 	$(VENV)/bin/marketloop demo --out demo-out
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check -q src tests bench
 	bash scripts/services.sh start
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 

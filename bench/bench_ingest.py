@@ -28,10 +28,15 @@ TABLES = ("customers", "products", "orders", "order_lines")
 
 
 def export(n_customers: int) -> Path:
-    folder = Path(os.environ.get("MARKETLOOP_BENCH_DIR", "/tmp/marketloop-bench")) / f"shop-{n_customers}"
+    folder = (
+        Path(os.environ.get("MARKETLOOP_BENCH_DIR", "/tmp/marketloop-bench"))
+        / f"shop-{n_customers}"
+    )
     if not (folder / "order_lines.csv").exists():
         t = time.perf_counter()
-        shop = Market(n_customers=n_customers, n_days=365, random_state=0).simulate(TABLES, full_truth=False)
+        shop = Market(n_customers=n_customers, n_days=365, random_state=0).simulate(
+            TABLES, full_truth=False
+        )
         write_export(shop, folder, tables=TABLES, dirty_rate=0.01, random_state=0, truth=False)
         print(f"simulated and exported in {time.perf_counter() - t:.0f}s → {folder}")
     return folder
@@ -51,7 +56,9 @@ def main() -> None:
 
         peer_con = duckdb.connect(f"{tmp}/peer.duckdb")
         t = time.perf_counter()
-        peer_con.sql(f"CREATE TABLE order_lines AS SELECT * FROM read_csv('{lines}', ignore_errors=true)")
+        peer_con.sql(
+            f"CREATE TABLE order_lines AS SELECT * FROM read_csv('{lines}', ignore_errors=true)"
+        )
         peer = time.perf_counter() - t
         peer_rows = peer_con.sql("SELECT count(*) FROM order_lines").fetchone()[0]
         peer_con.close()

@@ -35,7 +35,9 @@ def pg_server_url() -> str:
     try:
         import psycopg
 
-        with psycopg.connect(PG_URL.replace("postgresql://", "postgresql://", 1), connect_timeout=3):
+        with psycopg.connect(
+            PG_URL.replace("postgresql://", "postgresql://", 1), connect_timeout=3
+        ):
             pass
     except Exception as exc:  # any failure to connect means: no server here
         _unavailable("PostgreSQL at 127.0.0.1:5432", str(exc).splitlines()[0])

@@ -11,8 +11,21 @@ from pathlib import Path
 def test_demo_writes_a_self_contained_report_and_catches_every_broken_row(tmp_path: Path) -> None:
     out = tmp_path / "demo-out"
     result = subprocess.run(
-        [sys.executable, "-m", "marketloop", "demo", "--out", str(out), "--customers", "2000", "--days", "120"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "marketloop",
+            "demo",
+            "--out",
+            str(out),
+            "--customers",
+            "2000",
+            "--days",
+            "120",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     found = re.search(
@@ -21,7 +34,9 @@ def test_demo_writes_a_self_contained_report_and_catches_every_broken_row(tmp_pa
         result.stdout,
     )
     assert found, result.stdout
-    read, accepted, duplicates, quarantined, caught, broken = (int(g.replace(",", "")) for g in found.groups())
+    read, accepted, duplicates, quarantined, caught, broken = (
+        int(g.replace(",", "")) for g in found.groups()
+    )
     assert read == accepted + duplicates + quarantined
     assert broken > 0 and caught == broken
     html = (out / "report.html").read_text(encoding="utf-8")
@@ -32,7 +47,20 @@ def test_demo_writes_a_self_contained_report_and_catches_every_broken_row(tmp_pa
     assert (out / "marketloop.duckdb").exists()
     # a second run starts from a fresh warehouse and gives the same accounting
     again = subprocess.run(
-        [sys.executable, "-m", "marketloop", "demo", "--out", str(out), "--customers", "2000", "--days", "120"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "marketloop",
+            "demo",
+            "--out",
+            str(out),
+            "--customers",
+            "2000",
+            "--days",
+            "120",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert again.returncode == 0 and found.group(0) in again.stdout

@@ -56,9 +56,14 @@ def test_no_module_imports_a_higher_layer() -> None:
         rank = RANK[package]
         for target in _imports(ast.parse(path.read_text(encoding="utf-8"))):
             if target not in RANK:
-                upward.append(f"{path.relative_to(SRC)} imports unknown package marketloop.{target}")
+                upward.append(
+                    f"{path.relative_to(SRC)} imports unknown package marketloop.{target}"
+                )
             elif package == "simulate" and target != "simulate":
-                upward.append(f"{path.relative_to(SRC)} imports marketloop.{target}: the simulator imports nothing of ours")
+                upward.append(
+                    f"{path.relative_to(SRC)} imports marketloop.{target}: "
+                    "the simulator imports nothing of ours"
+                )
             elif RANK[target] > rank:
                 upward.append(f"{path.relative_to(SRC)} imports marketloop.{target} (upward)")
     assert not upward, "\n".join(upward)

@@ -19,14 +19,15 @@ def check_frame(frame: pd.DataFrame, *, required: Iterable[str], where: str) -> 
             describe(
                 where,
                 f"columns {', '.join(required)}",
-                f"{', '.join(map(str, frame.columns)) or 'no columns'} ({', '.join(missing)} missing)",
+                f"{', '.join(map(str, frame.columns)) or 'no columns'} "
+                f"({', '.join(missing)} missing)",
             )
         )
     return frame
 
 
 def check_fitted(estimator: object) -> None:
-    """Raise :class:`NotFittedError` unless ``estimator`` has learned attributes (ending in ``_``)."""
+    """Raise :class:`NotFittedError` unless ``estimator`` has learned attributes (``*_``)."""
     fitted = [k for k in vars(estimator) if k.endswith("_") and not k.startswith("__")]
     if not fitted:
         name = type(estimator).__name__

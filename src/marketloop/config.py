@@ -1,4 +1,4 @@
-"""Settings: one object, loaded from ``marketloop.toml`` and ``MARKETLOOP_*`` environment variables."""
+"""Settings: one object, from ``marketloop.toml`` and ``MARKETLOOP_*`` environment variables."""
 
 from __future__ import annotations
 
@@ -54,9 +54,7 @@ def read_settings(path: Path | None = None) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "settings"
-        raise ConfigError(
-            describe(f"setting {where}", "a valid value", first["msg"])
-        ) from None
+        raise ConfigError(describe(f"setting {where}", "a valid value", first["msg"])) from None
 
 
 @functools.cache

@@ -136,8 +136,15 @@ def _write_report(
 ) -> Path:
     files = pd.DataFrame(
         [
-            {"file": Path(f.path).name, "table": f.table, "read": f.read, "accepted": f.accepted,
-             "duplicates": f.duplicates, "quarantined": f.quarantined, "replaced": f.replaced}
+            {
+                "file": Path(f.path).name,
+                "table": f.table,
+                "read": f.read,
+                "accepted": f.accepted,
+                "duplicates": f.duplicates,
+                "quarantined": f.quarantined,
+                "replaced": f.replaced,
+            }
             for f in report.files
         ]
     )

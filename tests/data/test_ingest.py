@@ -8,7 +8,6 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,7 +25,9 @@ def write(path: Path, header: str, rows: list[str], *, gz: bool = False) -> Path
 
 
 def orders_rows(n: int) -> list[str]:
-    return [f"O{i},C{i % 7},2025-01-{1 + i % 28:02d}T10:00:00Z,EUR,paid,{10 + i}.50" for i in range(n)]
+    return [
+        f"O{i},C{i % 7},2025-01-{1 + i % 28:02d}T10:00:00Z,EUR,paid,{10 + i}.50" for i in range(n)
+    ]
 
 
 def count(con, table: str) -> int:
@@ -204,7 +205,9 @@ def test_row_numbers_count_records_the_reader_refused(tmp_path: Path) -> None:
 def test_bad_encoding_is_quarantined_not_fatal(tmp_path: Path) -> None:
     path = tmp_path / "orders.csv"
     path.write_bytes(
-        (ORDERS_HEADER + "\nO1,C1,2025-01-01,EUR,paid,1\nO2,C\xe9,2025-01-01,EUR,paid,1\n").encode("latin-1")
+        (ORDERS_HEADER + "\nO1,C1,2025-01-01,EUR,paid,1\nO2,C\xe9,2025-01-01,EUR,paid,1\n").encode(
+            "latin-1"
+        )
     )
     report = ingest([path], con=connect("duckdb://"))
     assert (report.accepted, report.reasons) == (1, {"invalid_encoding": 1})
@@ -215,5 +218,9 @@ def test_ingest_runs_record_the_counts(tmp_path: Path) -> None:
     con = connect(f"duckdb:///{path}")
     ingest([write(tmp_path / "orders.csv", ORDERS_HEADER, [*orders_rows(4), "O1,,,,,"])], con=con)
     con.disconnect()
-    runs = duckdb.connect(str(path)).sql("select n_read, n_accepted, n_duplicates, n_quarantined from ingest_runs").fetchall()
+    runs = (
+        duckdb.connect(str(path))
+        .sql("select n_read, n_accepted, n_duplicates, n_quarantined from ingest_runs")
+        .fetchall()
+    )
     assert runs == [(5, 4, 0, 1)]

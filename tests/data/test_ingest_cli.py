@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import signal
@@ -20,14 +19,20 @@ ORDERS_HEADER = "order_id,customer_id,ordered_at,currency,status,amount"
 
 def marketloop(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "marketloop", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+        [sys.executable, "-m", "marketloop", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
     )
 
 
 def table_counts(db: Path) -> dict[str, int]:
     con = duckdb.connect(str(db), read_only=True)
     try:
-        names = {r[0] for r in con.sql("select table_name from information_schema.tables").fetchall()}
+        names = {
+            r[0] for r in con.sql("select table_name from information_schema.tables").fetchall()
+        }
         return {t: con.sql(f'select count(*) from "{t}"').fetchone()[0] for t in sorted(names)}
     finally:
         con.close()
@@ -42,16 +47,23 @@ def orders_csv(tmp_path: Path) -> Path:
 
 
 def test_ingest_prints_the_counts_as_json(tmp_path: Path, orders_csv: Path) -> None:
-    result = marketloop("ingest", str(orders_csv), "--warehouse", f"duckdb:///{tmp_path}/w.duckdb", "--json")
+    result = marketloop(
+        "ingest", str(orders_csv), "--warehouse", f"duckdb:///{tmp_path}/w.duckdb", "--json"
+    )
     assert result.returncode == 0, result.stderr
     counts = json.loads(result.stdout)
     assert {k: counts[k] for k in ("read", "accepted", "duplicates", "quarantined")} == {
-        "read": 41, "accepted": 40, "duplicates": 0, "quarantined": 1,
+        "read": 41,
+        "accepted": 40,
+        "duplicates": 0,
+        "quarantined": 1,
     }
     assert counts["reasons"] == {"malformed:ordered_at": 1}
 
 
-def test_ingest_prints_a_table_and_says_why_rows_were_quarantined(tmp_path: Path, orders_csv: Path) -> None:
+def test_ingest_prints_a_table_and_says_why_rows_were_quarantined(
+    tmp_path: Path, orders_csv: Path
+) -> None:
     result = marketloop("ingest", str(orders_csv), "--warehouse", f"duckdb:///{tmp_path}/w.duckdb")
     assert result.returncode == 0, result.stderr
     assert "orders.csv" in result.stdout
@@ -59,16 +71,30 @@ def test_ingest_prints_a_table_and_says_why_rows_were_quarantined(tmp_path: Path
 
 
 BAD_FILES = {
-    "missing": (None, "missing.csv: expected an existing file or folder; found nothing at that path."),
+    "missing": (
+        None,
+        "missing.csv: expected an existing file or folder; found nothing at that path.",
+    ),
     "empty": (b"", "empty.csv: expected a file with a header row; found an empty file."),
-    "wrong columns": (b"a,b,c\n1,2,3\n", "wrong columns.csv: expected the columns of a known layout"),
-    "not parquet": (b"PAR1 this is not parquet", "not parquet.parquet: expected a readable PARQUET file"),
-    "repeated column": (b"order_id,order_id\n1,2\n", "repeated column.csv: expected distinct column names; found order_id repeated."),
+    "wrong columns": (
+        b"a,b,c\n1,2,3\n",
+        "wrong columns.csv: expected the columns of a known layout",
+    ),
+    "not parquet": (
+        b"PAR1 this is not parquet",
+        "not parquet.parquet: expected a readable PARQUET file",
+    ),
+    "repeated column": (
+        b"order_id,order_id\n1,2\n",
+        "repeated column.csv: expected distinct column names; found order_id repeated.",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD_FILES))
-def test_a_bad_file_exits_2_with_one_line_and_writes_nothing(tmp_path: Path, orders_csv: Path, case: str) -> None:
+def test_a_bad_file_exits_2_with_one_line_and_writes_nothing(
+    tmp_path: Path, orders_csv: Path, case: str
+) -> None:
     content, message = BAD_FILES[case]
     suffix = ".parquet" if case == "not parquet" else ".csv"
     bad = tmp_path / f"{case}{suffix}"
@@ -88,9 +114,19 @@ def test_a_bad_file_exits_2_with_one_line_and_writes_nothing(tmp_path: Path, ord
 
 
 def test_an_unknown_format_or_warehouse_exits_2(tmp_path: Path, orders_csv: Path) -> None:
-    result = marketloop("ingest", str(orders_csv), "--format", "shopify-x", "--warehouse", f"duckdb:///{tmp_path}/w.duckdb")
+    result = marketloop(
+        "ingest",
+        str(orders_csv),
+        "--format",
+        "shopify-x",
+        "--warehouse",
+        f"duckdb:///{tmp_path}/w.duckdb",
+    )
     assert result.returncode == 2
-    assert "--format: expected auto or one of canonical, online-retail; found 'shopify-x'." in result.stderr
+    assert (
+        "--format: expected auto or one of canonical, online-retail; found 'shopify-x'."
+        in result.stderr
+    )
     result = marketloop("ingest", str(orders_csv), "--warehouse", "mysql://nowhere/db")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "expected a URL starting with duckdb:// or postgresql://" in result.stderr
@@ -101,15 +137,22 @@ def test_init_creates_every_canonical_table(tmp_path: Path) -> None:
     result = marketloop("init", "--warehouse", f"duckdb:///{db}")
     assert result.returncode == 0, result.stderr
     assert "11 tables created" in result.stdout
-    assert set(table_counts(db)) >= {"orders", "order_lines", "quarantine", "ingest_runs", "decisions"}
+    assert set(table_counts(db)) >= {
+        "orders",
+        "order_lines",
+        "quarantine",
+        "ingest_runs",
+        "decisions",
+    }
     assert "0 tables created" in marketloop("init", "--warehouse", f"duckdb:///{db}").stdout
 
 
 def _big_lines_file(path: Path, n_orders: int) -> None:
     con = duckdb.connect()
     con.sql(f"""
-        copy (select 'O' || (i // 3) as order_id, i % 3 + 1 as line_no, 'P' || (i % 997) as product_id,
-                     1 + i % 4 as quantity, round((i % 5000) / 100.0, 2) as unit_price, 0.0 as discount
+        copy (select 'O' || (i // 3) as order_id, i % 3 + 1 as line_no,
+                     'P' || (i % 997) as product_id, 1 + i % 4 as quantity,
+                     round((i % 5000) / 100.0, 2) as unit_price, 0.0 as discount
               from range({3 * n_orders}) t(i)) to '{path}' (header)""")
     con.sql(f"""
         copy (select 'O' || i as order_id, 'C' || (i % 1000) as customer_id,
@@ -127,8 +170,17 @@ def test_a_run_killed_at_any_moment_leaves_all_or_nothing(tmp_path: Path) -> Non
     for i, delay in enumerate((0.5, 1.0, 1.6, 2.3, 3.2)):
         db = tmp_path / f"w{i}.duckdb"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "marketloop", "ingest", *files, "--warehouse", f"duckdb:///{db}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "marketloop",
+                "ingest",
+                *files,
+                "--warehouse",
+                f"duckdb:///{db}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         time.sleep(delay)
         finished = proc.poll() is not None
@@ -149,4 +201,6 @@ def test_a_run_killed_at_any_moment_leaves_all_or_nothing(tmp_path: Path) -> Non
         assert again.returncode == 0, again.stderr
         after = {k: v for k, v in table_counts(db).items() if k in ("orders", "order_lines")}
         assert after == {"orders": n_orders, "order_lines": 3 * n_orders}
-    assert "none" in outcomes, "no kill landed inside a run: the file is too small to test atomicity"
+    assert "none" in outcomes, (
+        "no kill landed inside a run: the file is too small to test atomicity"
+    )

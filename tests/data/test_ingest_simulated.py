@@ -48,10 +48,17 @@ def test_every_broken_row_is_quarantined_with_the_right_reason(dirty_run) -> Non
     export, report, con, folder = dirty_run
     sources = {Path(f.path).name: f.source for f in report.files}
     quarantine = con.table("quarantine").to_pandas()
-    got = {(s, int(r)): reason for s, r, reason in zip(quarantine.source, quarantine.row_no, quarantine.reason, strict=True)}
+    got = {
+        (s, int(r)): reason
+        for s, r, reason in zip(
+            quarantine.source, quarantine.row_no, quarantine.reason, strict=True
+        )
+    }
 
     cascade = pd.read_csv(folder / "truth" / "dirty_cascade.csv").rename(columns={"reason": "kind"})
-    broken = pd.concat([export.dirty_rows[["file", "row_no", "kind"]], cascade[["file", "row_no", "kind"]]])
+    broken = pd.concat(
+        [export.dirty_rows[["file", "row_no", "kind"]], cascade[["file", "row_no", "kind"]]]
+    )
     broken = broken[broken.kind != "duplicate_row"]
     want = {(sources[f], int(r)): kind for f, r, kind in broken.itertuples(index=False)}
 
@@ -82,7 +89,9 @@ def test_a_clean_export_round_trips_into_the_warehouse(shop, tmp_path: Path) -> 
             a, b = got[column], want[column]
             if contract.column(column).kind in ("money", "price", "float", "int"):
                 np.testing.assert_allclose(
-                    pd.to_numeric(a).astype(float), pd.to_numeric(b).astype(float), atol=0.005,
+                    pd.to_numeric(a).astype(float),
+                    pd.to_numeric(b).astype(float),
+                    atol=0.005,
                     err_msg=column,
                 )
             elif contract.column(column).kind == "timestamp":

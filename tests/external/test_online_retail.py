@@ -46,9 +46,18 @@ EXPECTED_STATUS = {"paid": 20_722, "returned": 3_834}
 
 #: The documented categories of non-merchandise stock codes (spaces already replaced by "_").
 SPECIAL_CATEGORIES = {
-    "POST": "postage", "DOT": "postage", "C2": "postage",
-    "M": "manual", "m": "manual", "D": "discount", "S": "samples", "B": "adjustment",
-    "BANK_CHARGES": "fee", "AMAZONFEE": "fee", "CRUK": "fee", "PADS": "fee",
+    "POST": "postage",
+    "DOT": "postage",
+    "C2": "postage",
+    "M": "manual",
+    "m": "manual",
+    "D": "discount",
+    "S": "samples",
+    "B": "adjustment",
+    "BANK_CHARGES": "fee",
+    "AMAZONFEE": "fee",
+    "CRUK": "fee",
+    "PADS": "fee",
 }
 
 
@@ -125,9 +134,21 @@ def independent(retail_path: Path) -> Independent:
 
 def _ingest(path: Path, db: Path) -> dict:
     result = subprocess.run(
-        [sys.executable, "-m", "marketloop", "ingest", str(path), "--format", "online-retail",
-         "--warehouse", f"duckdb:///{db}", "--json"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "marketloop",
+            "ingest",
+            str(path),
+            "--format",
+            "online-retail",
+            "--warehouse",
+            f"duckdb:///{db}",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -140,8 +161,11 @@ def _table_counts(db: Path) -> dict[str, int]:
         return {
             name: con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             for name, table in [
-                ("orders", "orders"), ("lines", "order_lines"), ("customers", "customers"),
-                ("products", "products"), ("quarantined", "quarantine"),
+                ("orders", "orders"),
+                ("lines", "order_lines"),
+                ("customers", "customers"),
+                ("products", "products"),
+                ("quarantined", "quarantine"),
             ]
         }
 
@@ -166,8 +190,16 @@ def test_every_row_is_accounted_for(runs: Runs) -> None:
     assert report["read"] == report["accepted"] + report["duplicates"] + report["quarantined"]
     assert report["read"] == 541_909  # the published size of the data set
     assert report["replaced"] == 0
-    assert set(report) >= {"run_id", "read", "accepted", "duplicates", "quarantined",
-                           "replaced", "reasons", "files"}
+    assert set(report) >= {
+        "run_id",
+        "read",
+        "accepted",
+        "duplicates",
+        "quarantined",
+        "replaced",
+        "reasons",
+        "files",
+    }
 
 
 def test_independent_count_gives_the_stated_figures(independent: Independent) -> None:
@@ -207,8 +239,9 @@ def test_order_amounts_match_the_sum_of_accepted_lines(
     net = pd.to_numeric(acc.Quantity) * pd.to_numeric(acc.UnitPrice)
     credit = acc.InvoiceNo.str.startswith("C")
     expected = {"paid": net[~credit].sum(), "returned": net[credit].sum()}
-    got = _query(runs.db, "SELECT status, count(*) AS n, sum(amount) AS amount "
-                          "FROM orders GROUP BY status").set_index("status")
+    got = _query(
+        runs.db, "SELECT status, count(*) AS n, sum(amount) AS amount FROM orders GROUP BY status"
+    ).set_index("status")
     assert got.n.to_dict() == EXPECTED_STATUS
     assert expected["paid"] > 0 > expected["returned"]
     for status, amount in expected.items():

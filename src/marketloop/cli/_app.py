@@ -48,7 +48,8 @@ def run(argv: list[str] | None = None) -> None:
         err_console.print(
             f"internal error ({type(exc).__name__}): {exc}. This is a bug in marketloop; "
             "run again with MARKETLOOP_DEBUG=1 for the traceback and report it.",
-            markup=False, soft_wrap=True,
+            markup=False,
+            soft_wrap=True,
         )
         raise SystemExit(1) from None
 

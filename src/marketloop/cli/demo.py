@@ -12,11 +12,17 @@ from marketloop.cli._app import app, console, err_console
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Folder for the export, warehouse and report.")] = Path("demo-out"),
-    customers: Annotated[int, typer.Option("--customers", min=100, help="Customers to simulate.")] = 20_000,
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for the export, warehouse and report.")
+    ] = Path("demo-out"),
+    customers: Annotated[
+        int, typer.Option("--customers", min=100, help="Customers to simulate.")
+    ] = 20_000,
     days: Annotated[int, typer.Option("--days", min=30, help="Days of history to simulate.")] = 365,
     seed: Annotated[int, typer.Option("--seed", help="Simulator seed.")] = 7,
-    dirty_rate: Annotated[float, typer.Option("--dirty-rate", min=0.0, max=0.5, help="Share of broken export rows.")] = 0.01,
+    dirty_rate: Annotated[
+        float, typer.Option("--dirty-rate", min=0.0, max=0.5, help="Share of broken export rows.")
+    ] = 0.01,
 ) -> None:
     """Run the loop on a simulated shop and write OUT/report.html (no server, no data needed).
 
@@ -25,15 +31,24 @@ def demo(
     from marketloop.demo import run_demo
 
     result = run_demo(
-        out, n_customers=customers, n_days=days, dirty_rate=dirty_rate, random_state=seed,
+        out,
+        n_customers=customers,
+        n_days=days,
+        dirty_rate=dirty_rate,
+        random_state=seed,
         say=lambda msg: err_console.print(f"• {msg}", markup=False),
     )
     r = result.ingest
     console.print(
         f"ingest: read {r.read:,} = accepted {r.accepted:,} + duplicates {r.duplicates:,} "
-        f"+ quarantined {r.quarantined:,}; broken rows caught {result.broken_caught:,}/{result.broken_total:,}",
+        f"+ quarantined {r.quarantined:,}; "
+        f"broken rows caught {result.broken_caught:,}/{result.broken_total:,}",
         markup=False,
     )
-    console.print(f"segments: {len(result.segments)} RFM segments over {int(result.segments.customers.sum()):,} customers", markup=False)
+    console.print(
+        f"segments: {len(result.segments)} RFM segments over "
+        f"{int(result.segments.customers.sum()):,} customers",
+        markup=False,
+    )
     timing = ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
     console.print(f"report: {result.report_path} ({timing})", markup=False)

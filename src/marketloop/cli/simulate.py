@@ -12,8 +12,9 @@ from marketloop.cli._app import app, console
 from marketloop.exceptions import ConfigError, describe
 
 
-def _check(customers: int, days: int, dirty_rate: float, fmt: str, start: str,
-           scenario: list[str]) -> None:
+def _check(
+    customers: int, days: int, dirty_rate: float, fmt: str, start: str, scenario: list[str]
+) -> None:
     from marketloop.simulate import SCENARIOS
 
     if customers < 1:
@@ -26,8 +27,7 @@ def _check(customers: int, days: int, dirty_rate: float, fmt: str, start: str,
         raise ConfigError(describe("--format", "csv or parquet", repr(fmt)))
     bad = [s for s in scenario if s not in SCENARIOS]
     if bad:
-        raise ConfigError(describe("--scenario", f"one of {', '.join(SCENARIOS)}",
-                                   ", ".join(bad)))
+        raise ConfigError(describe("--scenario", f"one of {', '.join(SCENARIOS)}", ", ".join(bad)))
     try:
         import pandas as pd
 
@@ -45,9 +45,13 @@ def simulate(
     dirty_rate: Annotated[float, typer.Option(help="Share of rows to break, 0 to 0.5.")] = 0.0,
     format: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
     start: Annotated[str, typer.Option(help="First day of the period (UTC).")] = "2025-01-01",
-    scenario: Annotated[list[str] | None, typer.Option(
-        help="Scenario switch, repeatable: historical_bias, channel_degradation, "
-             "content_backlash, small_shop.")] = None,
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Scenario switch, repeatable: historical_bias, channel_degradation, "
+            "content_backlash, small_shop."
+        ),
+    ] = None,
 ) -> None:
     """Simulate a shop and write its export, manifest.json and truth/.
 
@@ -57,11 +61,21 @@ def simulate(
     _check(customers, days, dirty_rate, format, start, scenarios)
     from marketloop.simulate import Market, write_export
 
-    market = Market(n_customers=customers, n_days=days, random_state=seed, start=start,
-                    scenarios=tuple(scenarios))
+    market = Market(
+        n_customers=customers,
+        n_days=days,
+        random_state=seed,
+        start=start,
+        scenarios=tuple(scenarios),
+    )
     shop = market.simulate()
-    result = write_export(shop, out, format=format, dirty_rate=dirty_rate,  # type: ignore[arg-type]
-                          random_state=seed)
+    result = write_export(
+        shop,
+        out,
+        format=format,
+        dirty_rate=dirty_rate,  # type: ignore[arg-type]
+        random_state=seed,
+    )
     table = Table(title=f"marketloop simulate → {out}")
     table.add_column("table")
     table.add_column("file")

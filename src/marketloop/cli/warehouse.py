@@ -38,17 +38,25 @@ def init(warehouse: WarehouseOption = None) -> None:
 
     url = _warehouse_url(warehouse)
     created = init_warehouse(connect(url))
-    console.print(f"warehouse {url}: {len(created)} tables created" + (f" ({', '.join(created)})" if created else ""))
+    console.print(
+        f"warehouse {url}: {len(created)} tables created"
+        + (f" ({', '.join(created)})" if created else "")
+    )
 
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files (CSV, CSV.gz, Parquet, JSONL) or folders.")],
+    paths: Annotated[
+        list[Path], typer.Argument(help="Files (CSV, CSV.gz, Parquet, JSONL) or folders.")
+    ],
     format: Annotated[
-        str, typer.Option("--format", help="auto (recognise by header), canonical or online-retail.")
+        str,
+        typer.Option("--format", help="auto (recognise by header), canonical or online-retail."),
     ] = "auto",
     warehouse: WarehouseOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as one JSON object.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the counts as one JSON object.")
+    ] = False,
 ) -> None:
     """Load shop files into the warehouse; every row is added, a duplicate, or quarantined.
 
@@ -59,12 +67,17 @@ def ingest(
 
     con = connect(_warehouse_url(warehouse))
     with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-        console=err_console, transient=True, disable=not err_console.is_terminal,
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,
     ) as bar:
         task = bar.add_task("ingest", total=None)
-        report = run_ingest(paths, con=con, format=format,
-                            progress=lambda msg: bar.update(task, description=msg))
+        report = run_ingest(
+            paths, con=con, format=format, progress=lambda msg: bar.update(task, description=msg)
+        )
     if as_json:
         print(json.dumps(report.to_dict(), default=str))  # noqa: T201 - the CLI's output
         return
@@ -72,10 +85,23 @@ def ingest(
     for col in ("file", "table", "read", "accepted", "duplicates", "quarantined", "replaced"):
         table.add_column(col, justify="left" if col in ("file", "table") else "right")
     for f in report.files:
-        table.add_row(Path(f.path).name, f.table, *(f"{getattr(f, c):,}" for c in
-                      ("read", "accepted", "duplicates", "quarantined", "replaced")))
-    table.add_row("total", "", *(f"{getattr(report, c):,}" for c in
-                  ("read", "accepted", "duplicates", "quarantined", "replaced")), style="bold")
+        table.add_row(
+            Path(f.path).name,
+            f.table,
+            *(
+                f"{getattr(f, c):,}"
+                for c in ("read", "accepted", "duplicates", "quarantined", "replaced")
+            ),
+        )
+    table.add_row(
+        "total",
+        "",
+        *(
+            f"{getattr(report, c):,}"
+            for c in ("read", "accepted", "duplicates", "quarantined", "replaced")
+        ),
+        style="bold",
+    )
     console.print(table)
     if report.quarantined:
         reasons = ", ".join(f"{r} {n:,}" for r, n in report.reasons.items())

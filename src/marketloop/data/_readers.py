@@ -156,10 +156,14 @@ def peek_columns(path: Path, kind: FileKind) -> list[str]:
         ) from None
     if not first.strip():
         raise IngestError(describe(str(path), "a header row naming the columns", "an empty file"))
-    columns = [c.strip() for c in next(csv.reader([first.rstrip("\r\n")], delimiter=_delimiter(first)))]
+    columns = [
+        c.strip() for c in next(csv.reader([first.rstrip("\r\n")], delimiter=_delimiter(first)))
+    ]
     repeated = sorted({c for c in columns if columns.count(c) > 1})
     if repeated:
-        raise IngestError(describe(str(path), "distinct column names", f"{', '.join(repeated)} repeated"))
+        raise IngestError(
+            describe(str(path), "distinct column names", f"{', '.join(repeated)} repeated")
+        )
     return columns
 
 
@@ -189,7 +193,11 @@ def _jsonl_columns(path: Path, probe: int = 200) -> list[str]:
                 columns.update(dict.fromkeys(record))
     if not columns:
         raise IngestError(
-            describe(str(path), "JSON Lines: one JSON object per line", "no JSON object in its first lines")
+            describe(
+                str(path),
+                "JSON Lines: one JSON object per line",
+                "no JSON object in its first lines",
+            )
         )
     return list(columns)
 
@@ -222,10 +230,14 @@ def _stage_csv(scratch: BaseBackend, path: Path, columns: list[str], tag: str) -
             max_line_size=1 << 22,
         )
     except Exception as exc:  # duckdb.Error: the reader could not make sense of the file
-        raise IngestError(describe(str(path), "a CSV file with a header row", _first_line(exc))) from None
+        raise IngestError(
+            describe(str(path), "a CSV file with a header row", _first_line(exc))
+        ) from None
     if list(source.columns) != columns:
         scratch.drop_view(f"_ml_src_{tag}", force=True)
-        raise IngestError(describe(str(path), f"columns {', '.join(columns)}", ", ".join(source.columns)))
+        raise IngestError(
+            describe(str(path), f"columns {', '.join(columns)}", ", ".join(source.columns))
+        )
     return Staged(
         scratch,
         source.mutate(_row_no=ibis.row_number() + 1),
@@ -245,7 +257,9 @@ def _csv_rejects(errors: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "row_no": errors["line"].astype("int64").to_numpy() - 1,  # header is line 1
-            "reason": errors["error_type"].map(lambda e: CSV_REASONS.get(e, "malformed_row")).to_numpy(),
+            "reason": errors["error_type"]
+            .map(lambda e: CSV_REASONS.get(e, "malformed_row"))
+            .to_numpy(),
             "raw": errors["csv_line"].astype("string").to_numpy(),
         }
     )
@@ -281,7 +295,9 @@ def _stage_parquet(scratch: BaseBackend, path: Path, columns: list[str], tag: st
             _row_no=source.file_row_number + 1,
         )
     except Exception as exc:
-        raise IngestError(describe(str(path), "a readable Parquet file", _first_line(exc))) from None
+        raise IngestError(
+            describe(str(path), "a readable Parquet file", _first_line(exc))
+        ) from None
     return Staged(scratch, text, rejects=_no_rejects(), cleanup=(f"_ml_src_{tag}",))
 
 
@@ -298,7 +314,9 @@ def _stage_jsonl(scratch: BaseBackend, path: Path, columns: list[str], tag: str)
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError:
-                rejects.append((row_no, "invalid_encoding", raw.decode("utf-8", "replace").rstrip("\n")))
+                rejects.append(
+                    (row_no, "invalid_encoding", raw.decode("utf-8", "replace").rstrip("\n"))
+                )
                 continue
             try:
                 record = json.loads(text)
@@ -311,8 +329,12 @@ def _stage_jsonl(scratch: BaseBackend, path: Path, columns: list[str], tag: str)
             row_nos.append(row_no)
             for c in columns:
                 values[c].append(_json_text(record.get(c)))
-    table = pa.table({**{c: pa.array(v, pa.string()) for c, v in values.items()},
-                      "_row_no": pa.array(row_nos, pa.int64())})
+    table = pa.table(
+        {
+            **{c: pa.array(v, pa.string()) for c, v in values.items()},
+            "_row_no": pa.array(row_nos, pa.int64()),
+        }
+    )
     rows = scratch.create_table(f"_ml_stage_{tag}", table, temp=True)
     frame = pd.DataFrame(rejects, columns=["row_no", "reason", "raw"]).astype({"row_no": "int64"})
     return Staged(scratch, rows, rejects=frame, cleanup=(f"_ml_stage_{tag}",))

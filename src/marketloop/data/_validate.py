@@ -33,7 +33,9 @@ Checks = Callable[[dict[str, ir.Value]], list[tuple[ir.BooleanValue, str]]]
 CONVERTED = ("timestamp", "money", "price", "int", "float", "bool")
 
 
-def _parse(col: Column, text: ir.StringValue) -> tuple[ir.Value, ir.BooleanValue | None, ir.BooleanValue | None]:
+def _parse(
+    col: Column, text: ir.StringValue
+) -> tuple[ir.Value, ir.BooleanValue | None, ir.BooleanValue | None]:
     """The typed value, the malformed test and the out-of-range test (None: cannot happen)."""
     if col.kind == "id":
         return text, ~text.re_search(ID_PATTERN), None
@@ -68,7 +70,9 @@ def _bounds(col: Column, value: ir.NumericValue) -> ir.BooleanValue | None:
     return out
 
 
-def validate(staged: ibis.Table, contract: TableContract, *, checks: Checks | None = None) -> ibis.Table:
+def validate(
+    staged: ibis.Table, contract: TableContract, *, checks: Checks | None = None
+) -> ibis.Table:
     """Typed columns of ``contract``, ``_row_no``, ``_reason`` and lost texts for every row.
 
     Parameters
@@ -114,13 +118,17 @@ def validate(staged: ibis.Table, contract: TableContract, *, checks: Checks | No
     if contract.one_of:
         present = [c for c in contract.one_of if c in staged.columns]
         empty = ibis.and_(*[staged[c].cast("string").nullif("").isnull() for c in present])
-        column_reasons.insert(0, ibis.ifelse(empty, f"missing:{'|'.join(contract.one_of)}", ibis.null("string")))
+        column_reasons.insert(
+            0, ibis.ifelse(empty, f"missing:{'|'.join(contract.one_of)}", ibis.null("string"))
+        )
     if checks is not None:
         extra = checks(typed)
         if extra:
             column_reasons.append(ibis.cases(*extra, else_=ibis.null("string")))
-    reason = ibis.coalesce(*column_reasons) if len(column_reasons) > 1 else (
-        column_reasons[0] if column_reasons else ibis.null("string")
+    reason = (
+        ibis.coalesce(*column_reasons)
+        if len(column_reasons) > 1
+        else (column_reasons[0] if column_reasons else ibis.null("string"))
     )
     return staged.select(**typed, _row_no=staged._row_no, _reason=reason, **lost)
 

@@ -150,7 +150,9 @@ def plan_files(paths: Iterable[str | Path], *, format: str = "auto") -> list[_Pl
         if path.is_dir():
             files.extend(_folder_files(path))
         elif not path.exists():
-            raise IngestError(describe(str(path), "an existing file or folder", "nothing at that path"))
+            raise IngestError(
+                describe(str(path), "an existing file or folder", "nothing at that path")
+            )
         else:
             files.append(path)
     if not files:
@@ -174,10 +176,13 @@ def _folder_files(folder: Path) -> list[Path]:
         try:
             files = json.loads(manifest.read_text(encoding="utf-8"))["files"]
         except (ValueError, KeyError, TypeError) as exc:
-            raise IngestError(describe(str(manifest), "a manifest with a 'files' map", str(exc))) from None
+            raise IngestError(
+                describe(str(manifest), "a manifest with a 'files' map", str(exc))
+            ) from None
         return [folder / name for name in files.values()]
     found = sorted(
-        p for p in folder.iterdir()
+        p
+        for p in folder.iterdir()
         if p.is_file() and any(s in SUPPORTED_SUFFIXES for s in p.suffixes)
     )
     if not found:
@@ -273,15 +278,21 @@ def _prepare(scratch: BaseBackend, con: BaseBackend, plan: _Plan, run_id: str) -
     report.add_reasons(rejects["reason"].value_counts().items())
     bad = typed.filter(typed._reason.notnull())
     report.add_reasons(_fetch_pairs(bad.group_by("_reason").aggregate(n=bad.count())))
-    bad = staged.renumber(bad.select("_row_no", reason=bad._reason, raw=raw_json(bad, plan.contract)))
+    bad = staged.renumber(
+        bad.select("_row_no", reason=bad._reason, raw=raw_json(bad, plan.contract))
+    )
 
     valid = typed.filter(typed._reason.isnull()).select(*plan.contract.names, "_row_no")
-    valid, repeats = _split_repeats(scratch, valid, plan.contract, plan.adapter.dedupe_key(plan.contract), tag)
+    valid, repeats = _split_repeats(
+        scratch, valid, plan.contract, plan.adapter.dedupe_key(plan.contract), tag
+    )
     quarantine_parts = [bad.rename(row_no="_row_no")]
     if repeats is not None:
         report.duplicates += _scalar(repeats.filter(repeats._same).count())
         conflicts = repeats.filter(~repeats._same)
-        report.add_reasons(_fetch_pairs(conflicts.group_by("reason").aggregate(n=conflicts.count())))
+        report.add_reasons(
+            _fetch_pairs(conflicts.group_by("reason").aggregate(n=conflicts.count()))
+        )
         quarantine_parts.append(
             staged.renumber(conflicts.select("_row_no", "reason", "raw")).rename(row_no="_row_no")
         )
@@ -316,7 +327,12 @@ def _split_repeats(
     nullable = set(valid.columns) - set(contract.required_names)
     multi = valid.semi_join(
         repeated_keys,
-        [valid[k].identical_to(repeated_keys[k]) if k in nullable else valid[k] == repeated_keys[k] for k in key],
+        [
+            valid[k].identical_to(repeated_keys[k])
+            if k in nullable
+            else valid[k] == repeated_keys[k]
+            for k in key
+        ],
     )
     content = [c for c in valid.columns if c != "_row_no"]
     fingerprint = ibis.struct({c: multi[c] for c in content}).cast("json").cast("string")
@@ -352,7 +368,9 @@ def _quarantine_rows(
 ) -> ibis.Table:
     frames = [p.select("row_no", "reason", "raw") for p in parts]
     if len(rejects):
-        frames.append(ibis.memtable(rejects.astype({"raw": "string"})).select("row_no", "reason", "raw"))
+        frames.append(
+            ibis.memtable(rejects.astype({"raw": "string"})).select("row_no", "reason", "raw")
+        )
     rows = ibis.union(*frames) if len(frames) > 1 else frames[0]
     rows = rows.select(
         source=ibis.literal(report.source),
@@ -371,7 +389,9 @@ def _upload(
     names, moved = [], []
     for i, d in enumerate(derived):
         name = f"_ml_stage_{tag}_{i}"
-        moved.append(Derived(d.contract, wh.stage_table(con, name, d.table.to_pyarrow()), d.row_table))
+        moved.append(
+            Derived(d.contract, wh.stage_table(con, name, d.table.to_pyarrow()), d.row_table)
+        )
         names.append(name)
     qname = f"_ml_stage_{tag}_q"
     q = wh.stage_table(con, qname, quarantine.to_pyarrow())
@@ -427,7 +447,9 @@ def _write_table(
         for column, parent in contract.parents.items():
             parent_table = wh.ref(parent)
             good = good.semi_join(parent_table, good[column] == parent_table[column])
-        orphans = wh.create_temp_as(con, f"_ml_orphans_{tag}", rows.anti_join(good, _same_row(rows, good)))
+        orphans = wh.create_temp_as(
+            con, f"_ml_orphans_{tag}", rows.anti_join(good, _same_row(rows, good))
+        )
         temps.append(f"_ml_orphans_{tag}")
         n_orphans = int(wh.fetch(con, orphans.count().as_table())[0][0])
         if n_orphans and d.row_table:
@@ -503,7 +525,9 @@ def _file_row_numbers(rows: ibis.Table, shifts: ibis.Table | None) -> ibis.Table
 def _write_quarantine(con: BaseBackend, rows: ibis.Table) -> None:
     """Add refused rows not already quarantined under the same (source, row_no)."""
     existing = wh.ref(QUARANTINE.name)
-    fresh = rows.anti_join(existing, [rows.source == existing.source, rows.row_no == existing.row_no])
+    fresh = rows.anti_join(
+        existing, [rows.source == existing.source, rows.row_no == existing.row_no]
+    )
     wh.insert_select(con, QUARANTINE.name, fresh.select(*QUARANTINE.names))
 
 

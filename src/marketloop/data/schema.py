@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-Kind = Literal["id", "string", "text", "timestamp", "money", "price", "int", "float", "bool", "json"]
+Kind = Literal[
+    "id", "string", "text", "timestamp", "money", "price", "int", "float", "bool", "json"
+]
 
 #: Ibis type of each column kind. Money is a decimal in the shop's currency.
 IBIS_TYPES: dict[str, str] = {
@@ -287,6 +289,5 @@ DATA_TABLES: tuple[TableContract, ...] = (
 
 #: Every canonical table.
 TABLES: dict[str, TableContract] = {
-    t.name: t
-    for t in (*DATA_TABLES, DECISIONS, OUTCOMES, QUARANTINE, INGEST_RUNS)
+    t.name: t for t in (*DATA_TABLES, DECISIONS, OUTCOMES, QUARANTINE, INGEST_RUNS)
 }

@@ -211,7 +211,8 @@ def delete_keys(con: BaseBackend, table: str, keys: ibis.Table) -> None:
     cols = ", ".join(quote(con, c) for c in keys.columns)
     execute(
         con,
-        f"DELETE FROM {quote(con, table)} WHERE ({cols}) IN (SELECT {cols} FROM ({con.compile(keys)}) AS k)",
+        f"DELETE FROM {quote(con, table)} WHERE ({cols}) IN "
+        f"(SELECT {cols} FROM ({con.compile(keys)}) AS k)",
     )
 
 
@@ -251,11 +252,15 @@ def insert_values(con: BaseBackend, table: str, row: dict[str, object]) -> None:
     cols = ", ".join(quote(con, c) for c in row)
     if backend_of(con) == "duckdb":
         marks = ", ".join("?" for _ in row)
-        con.con.execute(f"INSERT INTO {quote(con, table)} ({cols}) VALUES ({marks})", list(row.values()))
+        con.con.execute(
+            f"INSERT INTO {quote(con, table)} ({cols}) VALUES ({marks})", list(row.values())
+        )
     else:
         marks = ", ".join("%s" for _ in row)
         with con.con.cursor() as cur:
-            cur.execute(f"INSERT INTO {quote(con, table)} ({cols}) VALUES ({marks})", list(row.values()))
+            cur.execute(
+                f"INSERT INTO {quote(con, table)} ({cols}) VALUES ({marks})", list(row.values())
+            )
 
 
 def stage_table(con: BaseBackend, name: str, data: object) -> ibis.Table:

@@ -32,16 +32,31 @@ from marketloop.data.schema import (
 )
 
 COLUMNS = (
-    "InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice",
-    "CustomerID", "Country",
+    "InvoiceNo",
+    "StockCode",
+    "Description",
+    "Quantity",
+    "InvoiceDate",
+    "UnitPrice",
+    "CustomerID",
+    "Country",
 )
 CURRENCY = "GBP"
 
 #: Stock codes that are not merchandise, and the category they get.
 SPECIAL_CODES = {
-    "POST": "postage", "DOT": "postage", "C2": "postage",
-    "M": "manual", "m": "manual", "D": "discount", "S": "samples", "B": "adjustment",
-    "BANK_CHARGES": "fee", "AMAZONFEE": "fee", "CRUK": "fee", "PADS": "fee",
+    "POST": "postage",
+    "DOT": "postage",
+    "C2": "postage",
+    "M": "manual",
+    "m": "manual",
+    "D": "discount",
+    "S": "samples",
+    "B": "adjustment",
+    "BANK_CHARGES": "fee",
+    "AMAZONFEE": "fee",
+    "CRUK": "fee",
+    "PADS": "fee",
 }
 
 ROWS = TableContract(
