@@ -79,7 +79,7 @@ def validate(
     ----------
     staged : ibis.Table
         Text columns named as the contract's (missing optional columns may be absent)
-        and ``_row_no``.
+        and, where the reader numbers records, ``_row_no`` (passed through).
     contract : TableContract
         The rules every row must keep.
     checks : callable, optional
@@ -130,7 +130,8 @@ def validate(
         if len(column_reasons) > 1
         else (column_reasons[0] if column_reasons else ibis.null("string"))
     )
-    return staged.select(**typed, _row_no=staged._row_no, _reason=reason, **lost)
+    numbered = {"_row_no": staged._row_no} if "_row_no" in staged.columns else {}
+    return staged.select(**typed, **numbered, _reason=reason, **lost)
 
 
 def raw_json(typed: ibis.Table, contract: TableContract) -> ir.StringValue:

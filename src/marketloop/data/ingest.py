@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -227,16 +228,20 @@ def ingest(
     started = _now()
     scratch = con if wh.backend_of(con) == "duckdb" else _scratch_engine()
     prepared: list[_Prepared] = []
+    # hashing runs beside the scans (hashlib releases the GIL): the run record needs it
+    hasher = ThreadPoolExecutor(max_workers=1)
+    hashes = {plan.path: hasher.submit(content_hash, plan.path) for plan in plans}
     try:
         for plan in plans:
             say(f"reading {plan.path.name}")
-            prepared.append(_prepare(scratch, con, plan, run_id))
+            prepared.append(_prepare(scratch, con, plan, run_id, hashes[plan.path]))
         say("writing to the warehouse")
         with wh.transaction(con):
             for item in prepared:
                 _publish(con, item, run_id, started)
                 _check_accounting(item.report)
     finally:
+        hasher.shutdown(cancel_futures=True)
         for item in prepared:
             if item.staged is not None:
                 item.staged.close()
@@ -255,22 +260,26 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-def _prepare(scratch: BaseBackend, con: BaseBackend, plan: _Plan, run_id: str) -> _Prepared:
+def _prepare(
+    scratch: BaseBackend, con: BaseBackend, plan: _Plan, run_id: str, digest_of: Future[str]
+) -> _Prepared:
     """Read, type and de-duplicate one file in the scratch engine."""
-    digest = content_hash(plan.path)
+    staged = stage(scratch, plan.path, plan.kind, plan.columns)
+    tag = uuid.uuid4().hex[:10]
+    typed = staged.numbered(
+        scratch.create_table(
+            f"_ml_typed_{tag}",
+            validate(staged.rows, plan.contract, checks=plan.adapter.checks),
+            temp=True,
+        )
+    )
+    digest = digest_of.result()
     report = FileReport(
         path=str(plan.path.resolve()),
         source=f"{plan.path.name}#{digest[:12]}",
         adapter=plan.adapter.name,
         table=plan.contract.name,
         content_hash=digest,
-    )
-    staged = stage(scratch, plan.path, plan.kind, plan.columns)
-    tag = uuid.uuid4().hex[:10]
-    typed = scratch.create_table(
-        f"_ml_typed_{tag}",
-        validate(staged.rows, plan.contract, checks=plan.adapter.checks),
-        temp=True,
     )
     rejects = staged.rejects()
     n_parsed = _scalar(typed.count())
@@ -444,16 +453,18 @@ def _write_table(
 
     good, n_orphans = rows, 0
     if contract.parents:
+        orphan_sets = []
         for column, parent in contract.parents.items():
             parent_table = wh.ref(parent)
-            good = good.semi_join(parent_table, good[column] == parent_table[column])
-        orphans = wh.create_temp_as(
-            con, f"_ml_orphans_{tag}", rows.anti_join(good, _same_row(rows, good))
-        )
+            orphan_sets.append(rows.anti_join(parent_table, rows[column] == parent_table[column]))
+        lost = ibis.union(*orphan_sets) if len(orphan_sets) > 1 else orphan_sets[0]
+        orphans = wh.create_temp_as(con, f"_ml_orphans_{tag}", lost)
         temps.append(f"_ml_orphans_{tag}")
         n_orphans = int(wh.fetch(con, orphans.count().as_table())[0][0])
-        if n_orphans and d.row_table:
-            _quarantine_orphans(con, orphans, contract, report, run_id, shifts)
+        if n_orphans:
+            good = rows.anti_join(orphans, _same_row(rows, orphans))
+            if d.row_table:
+                _quarantine_orphans(con, orphans, contract, report, run_id, shifts)
 
     existing = wh.ref(contract.name)
     n_duplicates = n_replaced = 0
