@@ -14,21 +14,21 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import ibis
-import ibis.expr.types as ir
 import pandas as pd
 from ibis.backends import BaseBackend
 
 from marketloop.data import warehouse as wh
+from marketloop.data._publish import publish_file
 from marketloop.data._readers import FileKind, Staged, content_hash, file_kind, peek_columns, stage
 from marketloop.data._validate import raw_json, validate
 from marketloop.data.adapters import Adapter, Derived, detect
-from marketloop.data.schema import QUARANTINE, TableContract
+from marketloop.data.schema import TableContract
 from marketloop.exceptions import IngestError, describe
 
 #: Called with a step description as a run moves on; the CLI draws a progress bar from it.
@@ -238,7 +238,8 @@ def ingest(
         say("writing to the warehouse")
         with wh.transaction(con):
             for item in prepared:
-                _publish(con, item, run_id, started)
+                publish_file(con, item.report, item.derived, item.quarantine, item.shifts,
+                             run_id=run_id, started=started)
                 _check_accounting(item.report)
     finally:
         hasher.shutdown(cancel_futures=True)
@@ -405,141 +406,6 @@ def _upload(
     qname = f"_ml_stage_{tag}_q"
     q = wh.stage_table(con, qname, quarantine.to_pyarrow())
     return moved, q, [*names, qname]
-
-
-def _publish(con: BaseBackend, item: _Prepared, run_id: str, started: dt.datetime) -> None:
-    """Write one prepared file inside the run's transaction."""
-    report = item.report
-    for d in item.derived:
-        counts = _write_table(con, d, report, run_id, item.shifts)
-        report.tables[d.contract.name] = counts
-        if d.row_table:
-            report.accepted += counts["added"] + counts["replaced"]
-            report.replaced += counts["replaced"]
-            report.duplicates += counts["duplicates"]
-    if item.quarantine is not None:
-        _write_quarantine(con, item.quarantine)
-    wh.insert_values(
-        con,
-        "ingest_runs",
-        {
-            "run_id": run_id,
-            "source": report.path,
-            "adapter": report.adapter,
-            "content_hash": report.content_hash,
-            "started_at": started,
-            "finished_at": _now(),
-            "n_read": report.read,
-            "n_accepted": report.accepted,
-            "n_duplicates": report.duplicates,
-            "n_quarantined": report.quarantined,
-            "n_replaced": report.replaced,
-        },
-    )
-
-
-def _write_table(
-    con: BaseBackend, d: Derived, report: FileReport, run_id: str, shifts: ibis.Table | None
-) -> dict[str, int]:
-    """Write one derived table: orphans to the quarantine, changed rows replaced, new added.
-
-    Shaped for large loads: the rows are read once to be inserted; the warehouse table is
-    only joined when it holds rows, and only the (few) orphans and matches are materialised.
-    """
-    contract, rows, tag = d.contract, d.table, uuid.uuid4().hex[:10]
-    names, key = contract.names, list(contract.key)
-    temps: list[str] = []
-    n_rows = int(wh.fetch(con, rows.count().as_table())[0][0])
-
-    good, n_orphans = rows, 0
-    if contract.parents:
-        orphan_sets = []
-        for column, parent in contract.parents.items():
-            parent_table = wh.ref(parent)
-            orphan_sets.append(rows.anti_join(parent_table, rows[column] == parent_table[column]))
-        lost = ibis.union(*orphan_sets) if len(orphan_sets) > 1 else orphan_sets[0]
-        orphans = wh.create_temp_as(con, f"_ml_orphans_{tag}", lost)
-        temps.append(f"_ml_orphans_{tag}")
-        n_orphans = int(wh.fetch(con, orphans.count().as_table())[0][0])
-        if n_orphans:
-            good = rows.anti_join(orphans, _same_row(rows, orphans))
-            if d.row_table:
-                _quarantine_orphans(con, orphans, contract, report, run_id, shifts)
-
-    existing = wh.ref(contract.name)
-    n_duplicates = n_replaced = 0
-    if wh.fetch(con, existing.select(*key).limit(1)):
-        theirs = existing.select(*[existing[c].name(f"_e_{c}") for c in names])
-        joined = good.inner_join(theirs, [good[k] == theirs[f"_e_{k}"] for k in key])
-        same = ibis.and_(*[joined[c].identical_to(joined[f"_e_{c}"]) for c in names])
-        matched = wh.create_temp_as(con, f"_ml_matched_{tag}", joined.select(*key, _same=same))
-        temps.append(f"_ml_matched_{tag}")
-        counts = dict(wh.fetch(con, matched.group_by("_same").aggregate(n=matched.count())))
-        n_duplicates, n_replaced = int(counts.get(True, 0)), int(counts.get(False, 0))
-        if n_replaced:
-            wh.delete_keys(con, contract.name, matched.filter(~matched._same).select(*key))
-        if n_duplicates:
-            good = good.anti_join(matched.filter(matched._same), key)
-    wh.insert_select(con, contract.name, good.select(*names))
-    for name in temps:
-        wh.drop_table(con, name)
-    return {
-        "added": n_rows - n_orphans - n_duplicates - n_replaced,
-        "replaced": n_replaced,
-        "duplicates": n_duplicates,
-    }
-
-
-def _same_row(rows: ibis.Table, other: ibis.Table) -> list[ir.BooleanValue]:
-    """Join predicates that pair a row with itself (by record number, else by every column)."""
-    if "_row_no" in rows.columns:
-        return [rows._row_no == other._row_no]
-    return [rows[c].identical_to(other[c]) for c in rows.columns]
-
-
-def _quarantine_orphans(
-    con: BaseBackend,
-    orphans: ibis.Table,
-    contract: TableContract,
-    report: FileReport,
-    run_id: str,
-    shifts: ibis.Table | None,
-) -> None:
-    orphans = _file_row_numbers(orphans, shifts)
-    parent_cols = "|".join(contract.parents)
-    # the same text on every backend: the row's values joined by commas, in column order
-    text = ibis.literal(",").join([orphans[c].cast("string").fill_null("") for c in contract.names])
-    _write_quarantine(
-        con,
-        orphans.select(
-            source=ibis.literal(report.source),
-            row_no=orphans._row_no.cast("int64"),
-            table_name=ibis.literal(contract.name),
-            reason=ibis.literal(f"orphan:{parent_cols}"),
-            raw=text,
-            run_id=ibis.literal(run_id),
-        ),
-    )
-    n = int(wh.fetch(con, orphans.count().as_table())[0][0])
-    report.add_reasons([(f"orphan:{parent_cols}", n)])
-
-
-def _file_row_numbers(rows: ibis.Table, shifts: ibis.Table | None) -> ibis.Table:
-    """Move parsed-record numbers past the records the reader refused (few rows only)."""
-    if shifts is None:
-        return rows
-    joined = rows.left_join(shifts, rows._row_no > shifts._k)
-    moved = joined.group_by(*rows.columns).aggregate(_by=joined._shift.max())
-    return moved.mutate(_row_no=moved._row_no + moved._by.fill_null(0)).drop("_by")
-
-
-def _write_quarantine(con: BaseBackend, rows: ibis.Table) -> None:
-    """Add refused rows not already quarantined under the same (source, row_no)."""
-    existing = wh.ref(QUARANTINE.name)
-    fresh = rows.anti_join(
-        existing, [rows.source == existing.source, rows.row_no == existing.row_no]
-    )
-    wh.insert_select(con, QUARANTINE.name, fresh.select(*QUARANTINE.names))
 
 
 def _check_accounting(report: FileReport) -> None:
