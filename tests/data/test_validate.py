@@ -1,0 +1,97 @@
+"""Parsing of text fields against contracts: properties over many generated values."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import ibis
+import pandas as pd
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from marketloop.data._validate import validate
+from marketloop.data.schema import ORDER_LINES, ORDERS
+
+CON = ibis.duckdb.connect()
+CON.raw_sql("SET TimeZone = 'UTC'")
+
+
+def run(contract, rows: list[dict[str, str | None]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=contract.names).astype("string")
+    frame["_row_no"] = range(1, len(frame) + 1)
+    return validate(ibis.memtable(frame), contract).order_by("_row_no").to_pandas()
+
+
+def line(**fields: str | None) -> dict[str, str | None]:
+    base = {
+        "order_id": "O1",
+        "line_no": "1",
+        "product_id": "P1",
+        "quantity": "1",
+        "unit_price": "1.00",
+        "discount": "0",
+    }
+    return {**base, **fields}
+
+
+@given(st.integers(1, 10_000), st.sampled_from(["", " ", "  "]), st.sampled_from(["", "+"]))
+def test_integers_round_trip_with_spaces_and_sign(n: int, pad: str, sign: str) -> None:
+    got = run(ORDER_LINES, [line(quantity=f"{pad}{sign}{n}{pad}")])
+    assert got._reason.isna().all() and got.quantity.tolist() == [n]
+
+
+@given(st.decimals(min_value=0, max_value=999_999, places=4, allow_nan=False))
+@example(Decimal("0.0000"))
+def test_prices_round_trip_exactly(price: Decimal) -> None:
+    got = run(ORDER_LINES, [line(unit_price=str(price))])
+    assert got._reason.isna().all()
+    assert Decimal(str(got.unit_price.iloc[0])) == price
+
+
+@pytest.mark.parametrize("text", ["1.5", "1e3", "0x10", "two", "1,000", "--1"])
+def test_integers_are_never_rounded_or_guessed(text: str) -> None:
+    got = run(ORDER_LINES, [line(quantity=text)])
+    assert got._reason.tolist() == ["malformed:quantity"]
+
+
+@given(
+    st.datetimes(min_value=dt.datetime(1990, 1, 1), max_value=dt.datetime(2099, 12, 31)),
+    st.integers(-12, 14),
+)
+def test_timestamps_with_any_offset_land_in_utc(when: dt.datetime, hours: int) -> None:
+    when = when.replace(microsecond=0)
+    offset = dt.timezone(dt.timedelta(hours=hours))
+    text = when.replace(tzinfo=offset).isoformat()
+    got = run(
+        ORDERS,
+        [
+            {
+                "order_id": "O1",
+                "customer_id": "C1",
+                "ordered_at": text,
+                "currency": "EUR",
+                "status": "paid",
+                "amount": "1",
+            }
+        ],
+    )
+    assert got._reason.isna().all()
+    want = when.replace(tzinfo=offset).astimezone(dt.UTC).replace(tzinfo=None)
+    assert got.ordered_at.iloc[0].to_pydatetime() == want
+
+
+@given(st.text(min_size=1, max_size=20))
+def test_any_text_id_is_kept_exactly_or_refused(text: str) -> None:
+    got = run(ORDER_LINES, [line(product_id=text)])
+    reason = got._reason.iloc[0]
+    if pd.isna(reason):
+        assert got.product_id.iloc[0] == text and " " not in text
+    else:
+        assert reason in ("malformed:product_id", "missing:product_id")
+
+
+def test_the_first_broken_rule_in_column_order_is_the_reason() -> None:
+    got = run(ORDER_LINES, [line(order_id="", quantity="-3"), line(quantity="-3", unit_price="x")])
+    assert got._reason.tolist() == ["missing:order_id", "out_of_range:quantity"]
