@@ -2,18 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-
-def marketloop(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "marketloop", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=600,
-    )
+from _cli import marketloop
 
 
 def test_version_prints_the_package_version() -> None:

@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
+
+from _cli import marketloop
+
+DEMO = ("demo", "--customers", "2000", "--days", "120")
 
 
 def test_demo_writes_a_self_contained_report_and_catches_every_broken_row(tmp_path: Path) -> None:
     out = tmp_path / "demo-out"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "marketloop",
-            "demo",
-            "--out",
-            str(out),
-            "--customers",
-            "2000",
-            "--days",
-            "120",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = marketloop(*DEMO, "--out", str(out))
     assert result.returncode == 0, result.stderr
     found = re.search(
         r"read ([\d,]+) = accepted ([\d,]+) \+ duplicates ([\d,]+) \+ quarantined ([\d,]+); "
@@ -46,21 +32,5 @@ def test_demo_writes_a_self_contained_report_and_catches_every_broken_row(tmp_pa
         assert text in html
     assert (out / "marketloop.duckdb").exists()
     # a second run starts from a fresh warehouse and gives the same accounting
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "marketloop",
-            "demo",
-            "--out",
-            str(out),
-            "--customers",
-            "2000",
-            "--days",
-            "120",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    again = marketloop(*DEMO, "--out", str(out))
     assert again.returncode == 0 and found.group(0) in again.stdout

@@ -13,18 +13,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from _cli import marketloop
+
 LINES_HEADER = "order_id,line_no,product_id,quantity,unit_price,discount"
 ORDERS_HEADER = "order_id,customer_id,ordered_at,currency,status,amount"
-
-
-def marketloop(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "marketloop", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=300,
-    )
 
 
 def table_counts(db: Path) -> dict[str, int]:
