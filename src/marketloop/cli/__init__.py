@@ -8,6 +8,8 @@ from marketloop.cli._app import app, run
 from marketloop.cli import simulate as _simulate  # noqa: E402,F401  isort: skip
 from marketloop.cli import warehouse as _warehouse  # noqa: E402,F401  isort: skip
 from marketloop.cli import demo as _demo  # noqa: E402,F401  isort: skip
+from marketloop.cli import clv as _clv  # noqa: E402,F401  isort: skip
+from marketloop.cli import profile as _profile  # noqa: E402,F401  isort: skip
 
 
 def main() -> None:

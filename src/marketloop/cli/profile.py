@@ -1,0 +1,3 @@
+"""CLI commands: profile (placeholder until its module lands)."""
+
+from __future__ import annotations
