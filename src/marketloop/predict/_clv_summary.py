@@ -14,13 +14,22 @@ from marketloop.exceptions import ConfigError, SchemaError, describe
 UNIT_DAYS = {"W": 7.0, "D": 1.0}
 
 
+def _show(value: object) -> str:
+    """repr of a cell without numpy's type wrapper (``-7.5``, not ``np.float64(-7.5)``)."""
+    item = getattr(value, "item", None)
+    return repr(item() if callable(item) else value)
+
+
 def _parse_dates(values: pd.Series, *, column: str, date_format: str | None) -> pd.Series:
     """Calendar days (tz-naive, midnight) of ``values``; any unparseable value is an error."""
     if pd.api.types.is_datetime64_any_dtype(values):
         parsed = values
     else:
         text = values.astype("string").str.strip()
-        parsed = pd.to_datetime(text, format=date_format, errors="coerce")
+        parsed = pd.to_datetime(text, format=date_format or "ISO8601", errors="coerce")
+        retry = parsed.isna() & text.notna()
+        if date_format is None and retry.any():  # not ISO 8601: let pandas guess per value
+            parsed[retry] = pd.to_datetime(text[retry], format="mixed", errors="coerce")
     bad = parsed.isna().to_numpy()
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -29,7 +38,8 @@ def _parse_dates(values: pd.Series, *, column: str, date_format: str | None) -> 
             describe(
                 f"transactions column {column!r}",
                 expected,
-                f"{int(bad.sum()):,} unparseable value(s), first {values.iloc[i]!r} (row {i + 1})",
+                f"{int(bad.sum()):,} unparseable value(s), "
+                f"first {_show(values.iloc[i])} (row {i + 1})",
                 "Pass the format, e.g. --date-format %Y%m%d for 19970101.",
             )
         )
@@ -50,7 +60,8 @@ def _parse_amounts(values: pd.Series, *, column: str) -> pd.Series:
                 describe(
                     f"transactions column {column!r}",
                     expected,
-                    f"{int(mask.sum()):,} {what} value(s), first {values.iloc[i]!r} (row {i + 1})",
+                    f"{int(mask.sum()):,} {what} value(s), "
+                    f"first {_show(values.iloc[i])} (row {i + 1})",
                     "Drop refunds and cancelled orders before fitting.",
                 )
             )
