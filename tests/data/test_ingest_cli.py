@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -80,6 +81,19 @@ BAD_FILES = {
         b"order_id,order_id\n1,2\n",
         "repeated column.csv: expected distinct column names; found order_id repeated.",
     ),
+    "unreadable header": (b"col\rumn,x\n1,2\n", "unreadable header.csv: expected a CSV header row"),
+    "stray carriage returns": (
+        ORDERS_HEADER.encode() + b"\nO1,C1,2025,EUR,paid,1\r\nO2\x00\x00,C1,2025,EUR,paid\r1\n",
+        "stray carriage returns.csv: expected a readable CSV file",
+    ),
+    "truncated gzip": (
+        gzip.compress(
+            "\n".join(
+                [ORDERS_HEADER, *(f"O{i},C{i * 7919},2025-01-01,EUR,paid,{i}" for i in range(9999))]
+            ).encode()
+        )[:-900],
+        "truncated gzip.csv.gz: expected a complete gzip file; found a stream that ends early",
+    ),
 }
 
 
@@ -88,7 +102,7 @@ def test_a_bad_file_exits_2_with_one_line_and_writes_nothing(
     tmp_path: Path, orders_csv: Path, case: str
 ) -> None:
     content, message = BAD_FILES[case]
-    suffix = ".parquet" if case == "not parquet" else ".csv"
+    suffix = {"not parquet": ".parquet", "truncated gzip": ".csv.gz"}.get(case, ".csv")
     bad = tmp_path / f"{case}{suffix}"
     if content is not None:
         bad.write_bytes(content)

@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import uuid
+import zlib
 from pathlib import Path
 from typing import Literal
 
@@ -67,7 +68,12 @@ class Staged:
         self.rows = rows
         self._rejects_table = rejects_table
         self._rejects = rejects
-        self._cleanup = cleanup
+        self._cleanup = list(cleanup)
+        self._shift_table: ibis.Table | None = None
+
+    def track(self, name: str) -> None:
+        """Drop the scratch table ``name`` with this file's other objects on :meth:`close`."""
+        self._cleanup.append(name)
 
     def rejects(self) -> pd.DataFrame:
         """Refused records (``row_no``, ``reason``, ``raw``); call after ``rows`` was scanned."""
@@ -91,9 +97,13 @@ class Staged:
 
     def renumber(self, table: ibis.Table) -> ibis.Table:
         """Map ``_row_no`` of parsed records to their record number in the file."""
-        if self._rejects_table is None:
+        if self._rejects_table is None or self.rejects().empty:
             return table
-        return _renumber(self.scratch, table, self.rejects()["row_no"].to_numpy())
+        if self._shift_table is None:
+            name = f"_ml_shift_{uuid.uuid4().hex[:10]}"
+            self._shift_table = self.scratch.create_table(name, self.shifts(), temp=True)
+            self.track(name)
+        return _renumber(table, self._shift_table)
 
     def close(self) -> None:
         """Drop the scratch objects this file created."""
@@ -141,11 +151,34 @@ def _head_bytes(path: Path, n: int) -> bytes:
 
 
 def content_hash(path: Path) -> str:
-    """SHA-256 of the file's bytes, as stored (compressed files are hashed compressed)."""
+    """SHA-256 of the file's bytes, as stored (compressed files are hashed compressed).
+
+    A gzip file is also decompressed on the way (zlib, beside the scan): a truncated or
+    corrupt stream raises :class:`IngestError` instead of loading the part before the damage.
+    """
     digest = hashlib.sha256()
     with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
+        first = fh.read(1 << 22)
+        inflater = zlib.decompressobj(wbits=31) if first[:2] == b"\x1f\x8b" else None
+        block = first
+        try:
+            while block:
+                digest.update(block)
+                if inflater is not None:
+                    inflater.decompress(block, 0)
+                    while inflater.eof and inflater.unused_data:  # concatenated members
+                        rest = inflater.unused_data
+                        inflater = zlib.decompressobj(wbits=31)
+                        inflater.decompress(rest, 0)
+                block = fh.read(1 << 22)
+        except zlib.error as exc:
+            raise IngestError(
+                describe(str(path), "a valid gzip file", f"corrupt data ({exc})")
+            ) from None
+    if inflater is not None and not inflater.eof:
+        raise IngestError(
+            describe(str(path), "a complete gzip file", "a stream that ends early (truncated file)")
+        )
     return digest.hexdigest()
 
 
@@ -165,9 +198,13 @@ def peek_columns(path: Path, kind: FileKind) -> list[str]:
         ) from None
     if not first.strip():
         raise IngestError(describe(str(path), "a header row naming the columns", "an empty file"))
-    columns = [
-        c.strip() for c in next(csv.reader([first.rstrip("\r\n")], delimiter=_delimiter(first)))
-    ]
+    try:
+        header = next(csv.reader([first.rstrip("\r\n")], delimiter=_delimiter(first)))
+    except csv.Error as exc:
+        raise IngestError(
+            describe(str(path), "a CSV header row", f"unreadable text ({exc})")
+        ) from None
+    columns = [c.strip() for c in header]
     repeated = sorted({c for c in columns if columns.count(c) > 1})
     if repeated:
         raise IngestError(
@@ -251,7 +288,7 @@ def _stage_csv(scratch: BaseBackend, path: Path, columns: list[str], tag: str) -
         scratch,
         source,
         rejects_table=rejects_table,
-        cleanup=(f"_ml_src_{tag}", rejects_table, rejects_scan, f"_ml_shift_{tag}"),
+        cleanup=(f"_ml_src_{tag}", rejects_table, rejects_scan),
     )
 
 
@@ -274,12 +311,8 @@ def _csv_rejects(errors: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _renumber(scratch: BaseBackend, rows: ibis.Table, rejected: object) -> ibis.Table:
+def _renumber(rows: ibis.Table, shifts: ibis.Table) -> ibis.Table:
     """Give parsed rows their record number in the file, counting the rejected records."""
-    frame = _shift_frame(rejected)
-    if frame.empty:
-        return rows
-    shifts = scratch.create_table(f"_ml_shift_{uuid.uuid4().hex[:10]}", frame, temp=True)
     # rows numbered k (among good ones) move up by the number of rejects with before < k
     joined = rows.asof_join(shifts, on=rows._row_no > shifts._k)
     return joined.mutate(_row_no=joined._row_no + joined._shift.fill_null(0)).drop("_k", "_shift")

@@ -238,8 +238,15 @@ def ingest(
         say("writing to the warehouse")
         with wh.transaction(con):
             for item in prepared:
-                publish_file(con, item.report, item.derived, item.quarantine, item.shifts,
-                             run_id=run_id, started=started)
+                publish_file(
+                    con,
+                    item.report,
+                    item.derived,
+                    item.quarantine,
+                    item.shifts,
+                    run_id=run_id,
+                    started=started,
+                )
                 _check_accounting(item.report)
     finally:
         hasher.shutdown(cancel_futures=True)
@@ -267,13 +274,19 @@ def _prepare(
     """Read, type and de-duplicate one file in the scratch engine."""
     staged = stage(scratch, plan.path, plan.kind, plan.columns)
     tag = uuid.uuid4().hex[:10]
-    typed = staged.numbered(
-        scratch.create_table(
+    try:
+        stored = scratch.create_table(
             f"_ml_typed_{tag}",
             validate(staged.rows, plan.contract, checks=plan.adapter.checks),
             temp=True,
         )
-    )
+    except Exception as exc:  # duckdb.Error while scanning: the file is not what it says
+        staged.close()
+        raise IngestError(
+            describe(str(plan.path), f"a readable {plan.kind.upper()} file", _first_line(exc))
+        ) from None
+    staged.track(f"_ml_typed_{tag}")
+    typed = staged.numbered(stored)
     digest = digest_of.result()
     report = FileReport(
         path=str(plan.path.resolve()),
@@ -307,6 +320,8 @@ def _prepare(
             staged.renumber(conflicts.select("_row_no", "reason", "raw")).rename(row_no="_row_no")
         )
     quarantine = _quarantine_rows(scratch, quarantine_parts, rejects, report, run_id, tag)
+    for name in (f"_ml_repeats_{tag}", f"_ml_quarantine_{tag}"):
+        staged.track(name)
     derived = plan.adapter.derive(valid, plan.contract)
     cleanup: list[str] = []
     if scratch is not con:  # PostgreSQL: bring the typed rows and the refused ones over
@@ -316,6 +331,11 @@ def _prepare(
         shifts = wh.stage_table(con, f"_ml_shifts_{tag}", staged.shifts())
         cleanup.append(f"_ml_shifts_{tag}")
     return _Prepared(plan, report, derived, quarantine, cleanup, staged, shifts)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0].rstrip(".") if lines else type(exc).__name__
 
 
 def _scalar(expr: ibis.Scalar) -> int:
