@@ -9,61 +9,87 @@ optimiser moves.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 from scipy.integrate import quad
-from scipy.special import betaln, digamma, gammaln, hyp2f1
+from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
 
 Array = NDArray[np.float64]
 
 
-def bgnbd_terms(
-    r: float, alpha: float, a: float, b: float, x: Array, t_x: Array, T: Array
-) -> tuple[Array, Array, Array]:
-    """The pieces of the BG/NBD log-likelihood: shared part, log A3 and log A4 (-inf for x=0)."""
-    base = (
-        gammaln(r + x)
-        - gammaln(r)
-        + r * np.log(alpha)
-        + betaln(a, b + x)
-        - betaln(a, b)
-    )
-    log_a3 = -(r + x) * np.log(alpha + T)
-    repeat = x > 0
-    log_a4 = np.full_like(x, -np.inf)
-    xr = x[repeat]
-    log_a4[repeat] = (
-        np.log(a) - np.log(b + xr - 1.0) - (r + xr) * np.log(alpha + t_x[repeat])
-    )
-    return base, log_a3, log_a4
+class Rows:
+    """(frequency, recency, T) rows with each column's distinct values and codes.
+
+    Terms that depend on one column only (Gamma and digamma functions of r + x, logs of
+    alpha + T) are computed once per distinct value and gathered, so an evaluation costs
+    a few cheap vector operations per row.
+    """
+
+    def __init__(self, x: Array, t_x: Array, T: Array) -> None:
+        self.x, self.t_x, self.T = x, t_x, T
+        self.x_code, self.x_values = _factorize(x)
+        self.t_code, self.t_values = _factorize(t_x)
+        self.T_code, self.T_values = _factorize(T)
+
+
+def _factorize(values: Array) -> tuple[NDArray[np.intp], Array]:
+    codes, uniques = pd.factorize(values)
+    return codes, np.asarray(uniques, dtype=float)
+
+
+def _bgnbd_parts(params: Array, rows: Rows) -> tuple[Array, Array, Array, Array, Array]:
+    """Shared log term, log A3, log A4 (-inf for x = 0), log(alpha+T), log(alpha+t_x)."""
+    r, alpha, a, b = params
+    xv = rows.x_values
+    base = (gammaln(r + xv) - gammaln(r) + r * np.log(alpha) + betaln(a, b + xv)
+            - betaln(a, b))[rows.x_code]
+    with np.errstate(divide="ignore"):
+        log_ab = np.where(xv > 0, np.log(a) - np.log(np.maximum(b + xv - 1.0, 1e-300)),
+                          -np.inf)[rows.x_code]
+    log_aT = np.log(alpha + rows.T_values)[rows.T_code]
+    log_at = np.log(alpha + rows.t_values)[rows.t_code]
+    rx = r + rows.x
+    return base, -rx * log_aT, log_ab - rx * log_at, log_aT, log_at
+
+
+def bgnbd_loglik_rows(params: Array, rows: Rows) -> Array:
+    """Individual BG/NBD log-likelihood, Fader, Hardie & Lee (2005), eq. (6)."""
+    base, log_a3, log_a4, _, _ = _bgnbd_parts(params, rows)
+    return base + np.logaddexp(log_a3, log_a4)
+
+
+def bgnbd_loglik_grad_rows(params: Array, rows: Rows) -> tuple[Array, Array]:
+    """BG/NBD log-likelihood per row and its gradient in log-parameters (shape (4, n))."""
+    r, alpha, a, b = params
+    base, log_a3, log_a4, log_aT, log_at = _bgnbd_parts(params, rows)
+    d = log_a4 - log_a3
+    w4 = expit(d)  # weight of the dropout term; the two weights sum to one
+    w3 = 1.0 - w4
+    xv, code = rows.x_values, rows.x_code
+    psi_ab = digamma(a + b)
+    psi_abx = digamma(a + b + xv)
+    per_x_r = (digamma(r + xv) - digamma(r) + np.log(alpha))[code]
+    per_x_a = (psi_ab - psi_abx)[code]
+    per_x_b = (psi_ab + digamma(b + xv) - digamma(b) - psi_abx)[code]
+    inv_b = (1.0 / np.where(xv > 0, b + xv - 1.0, 1.0))[code]  # x = 0 rows have w4 = 0
+    inv_aT = (1.0 / (alpha + rows.T_values))[rows.T_code]
+    inv_at = (1.0 / (alpha + rows.t_values))[rows.t_code]
+    rx = r + rows.x
+    d_r = per_x_r - w3 * log_aT - w4 * log_at
+    d_alpha = r / alpha - rx * (w3 * inv_aT + w4 * inv_at)
+    grad = np.vstack([r * d_r, alpha * d_alpha, a * (per_x_a + w4 / a),
+                      b * (per_x_b - w4 * inv_b)])
+    return base + log_a3 + np.logaddexp(0.0, d), grad
 
 
 def bgnbd_loglik(params: Array, x: Array, t_x: Array, T: Array) -> Array:
     """Individual BG/NBD log-likelihood, Fader, Hardie & Lee (2005), eq. (6)."""
-    r, alpha, a, b = params
-    base, log_a3, log_a4 = bgnbd_terms(r, alpha, a, b, x, t_x, T)
-    return base + np.logaddexp(log_a3, log_a4)
+    return bgnbd_loglik_rows(params, Rows(x, t_x, T))
 
 
 def bgnbd_loglik_grad(params: Array, x: Array, t_x: Array, T: Array) -> tuple[Array, Array]:
     """BG/NBD log-likelihood per row and its gradient in log-parameters (shape (4, n))."""
-    r, alpha, a, b = params
-    base, log_a3, log_a4 = bgnbd_terms(r, alpha, a, b, x, t_x, T)
-    total = np.logaddexp(log_a3, log_a4)
-    w3 = np.exp(log_a3 - total)  # weights of the two mixture terms; they sum to one
-    w4 = 1.0 - w3
-    psi_ab = digamma(a + b)
-    psi_abx = digamma(a + b + x)
-    # x = 0 rows have w4 = 0; keep their t_x-term finite so 0 * finite stays 0
-    b_x1 = np.where(x > 0, b + x - 1.0, 1.0)
-    d_r = (
-        digamma(r + x) - digamma(r) + np.log(alpha)
-        - w3 * np.log(alpha + T) - w4 * np.log(alpha + t_x)
-    )
-    d_alpha = r / alpha - w3 * (r + x) / (alpha + T) - w4 * (r + x) / (alpha + t_x)
-    d_a = psi_ab - psi_abx + w4 / a
-    d_b = psi_ab + digamma(b + x) - digamma(b) - psi_abx - w4 / b_x1
-    grad = np.vstack([r * d_r, alpha * d_alpha, a * d_a, b * d_b])
-    return base + total, grad
+    return bgnbd_loglik_grad_rows(params, Rows(x, t_x, T))
 
 
 def _log_a0(r: float, alpha: float, s: float, beta: float, x: Array, t: Array) -> Array:

@@ -35,6 +35,16 @@ class RepeatPurchaseModel(ParamsMixin):
     def _loglik_grad(self, theta: Array, x: Array, t_x: Array, T: Array) -> tuple[Array, Array]:
         raise NotImplementedError
 
+    def _prepare(self, x: Array, t_x: Array, T: Array) -> object:
+        """What the fitting objective evaluates on, built once per fit."""
+        return (x, t_x, T)
+
+    def _loglik_grad_prepared(self, theta: Array, rows: object) -> tuple[Array, Array]:
+        return self._loglik_grad(theta, *rows)  # type: ignore[misc]
+
+    def _loglik_prepared(self, theta: Array, rows: object) -> Array:
+        return self._loglik(theta, *rows)  # type: ignore[misc]
+
     def _expected(self, theta: Array, t: Array, x: Array, t_x: Array, T: Array) -> Array:
         raise NotImplementedError
 
@@ -76,17 +86,18 @@ class RepeatPurchaseModel(ParamsMixin):
             )
         (ux, ut, uT), weight = distinct_rows(x, t_x, T)
         n = weight.sum()
+        rows = self._prepare(ux, ut, uT)
 
         def objective(log_theta: Array) -> tuple[float, Array] | float:
             theta = np.exp(log_theta)
             with np.errstate(all="ignore"):
                 if self._analytic_gradient:
-                    ll, grad = self._loglik_grad(theta, ux, ut, uT)
+                    ll, grad = self._loglik_grad_prepared(theta, rows)
                     value, slope = -float(weight @ ll) / n, -(grad @ weight) / n
                     if not (np.isfinite(value) and np.all(np.isfinite(slope))):
                         return _PENALTY, np.zeros_like(log_theta)
                     return value, slope
-                value = -float(weight @ self._loglik(theta, ux, ut, uT)) / n
+                value = -float(weight @ self._loglik_prepared(theta, rows)) / n
             # a non-finite likelihood far from the optimum: a large value makes the line
             # search step back instead of stopping on NaN
             return value if np.isfinite(value) else _PENALTY

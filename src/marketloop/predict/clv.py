@@ -26,8 +26,11 @@ from marketloop.predict._clv_base import (
     rfm_arrays,
 )
 from marketloop.predict._clv_likelihood import (
+    Rows,
     bgnbd_loglik,
     bgnbd_loglik_grad,
+    bgnbd_loglik_grad_rows,
+    bgnbd_loglik_rows,
     gamma_gamma_loglik,
     gamma_gamma_loglik_grad,
     pareto_loglik,
@@ -88,6 +91,15 @@ class BetaGeoModel(RepeatPurchaseModel):
 
     def _loglik_grad(self, theta: Array, x: Array, t_x: Array, T: Array) -> tuple[Array, Array]:
         return bgnbd_loglik_grad(theta, x, t_x, T)
+
+    def _prepare(self, x: Array, t_x: Array, T: Array) -> object:
+        return Rows(x, t_x, T)
+
+    def _loglik_grad_prepared(self, theta: Array, rows: object) -> tuple[Array, Array]:
+        return bgnbd_loglik_grad_rows(theta, rows)  # type: ignore[arg-type]
+
+    def _loglik_prepared(self, theta: Array, rows: object) -> Array:
+        return bgnbd_loglik_rows(theta, rows)  # type: ignore[arg-type]
 
     def _log_p_alive(self, theta: Array, x: Array, t_x: Array, T: Array) -> Array:
         r, alpha, a, b = theta
