@@ -9,7 +9,13 @@ import pandas as pd
 
 from marketloop._validation import check_fitted, check_in_range
 from marketloop.exceptions import ConfigError, describe
-from marketloop.predict._clv_base import Array, ParamsMixin, distinct_rows, maximise, rfm_arrays
+from marketloop.predict._clv_base import (
+    Array,
+    ParamsMixin,
+    distinct_rows,
+    maximise,
+    rfm_arrays,
+)
 
 #: Objective value (minus the mean log-likelihood) where the likelihood is not finite.
 _PENALTY = 1e6
@@ -85,8 +91,21 @@ class RepeatPurchaseModel(ParamsMixin):
                          f"{len(x)} customer(s), none with frequency > 0")
             )
         (ux, ut, uT), weight = distinct_rows(x, t_x, T)
+        start = np.ones(len(self._names))
+        theta, mean_ll = self._maximise((ux, ut, uT), weight, start, where)
         n = weight.sum()
-        rows = self._prepare(ux, ut, uT)
+        self.params_ = {k: float(v) for k, v in zip(self._names, theta, strict=True)}
+        self.log_likelihood_ = float(mean_ll * n)
+        self.n_customers_ = int(n)
+        self.n_distinct_ = len(ux)
+        return self
+
+    def _maximise(
+        self, data: tuple[Array, Array, Array], weight: Array, start: Array, where: str
+    ) -> tuple[Array, float]:
+        """Maximum of the weighted mean log-likelihood over ``data`` from ``start``."""
+        rows = self._prepare(*data)
+        n = weight.sum()
 
         def objective(log_theta: Array) -> tuple[float, Array] | float:
             theta = np.exp(log_theta)
@@ -102,20 +121,15 @@ class RepeatPurchaseModel(ParamsMixin):
             # search step back instead of stopping on NaN
             return value if np.isfinite(value) else _PENALTY
 
-        theta, mean_ll = maximise(
+        return maximise(
             objective,
-            np.ones(len(self._names)),
+            start,
             names=self._names,
             where=where,
             jac=True if self._analytic_gradient else "3-point",
             max_iter=self.max_iter,
             tol=self.tol,
         )
-        self.params_ = {k: float(v) for k, v in zip(self._names, theta, strict=True)}
-        self.log_likelihood_ = float(mean_ll * n)
-        self.n_customers_ = int(n)
-        self.n_distinct_ = len(ux)
-        return self
 
     def _theta(self) -> Array:
         check_fitted(self)
