@@ -15,8 +15,8 @@ import ibis
 from ibis.backends import BaseBackend
 
 from marketloop.data.warehouse import (
-    _commit,
     backend_of,
+    commit,
     execute,
     fetch,
     insert_select,
@@ -115,7 +115,7 @@ def _ensure_table(con: BaseBackend, table: str, schema: ibis.Schema, *, exists: 
     """Create ``table`` from ``schema``, or add the columns it lacks (type-checked)."""
     if not exists:
         con.create_table(table, schema=schema)
-        _commit(con)
+        commit(con)
         return
     have = con.table(table).schema()
     for name, dtype in schema.items():
@@ -135,4 +135,4 @@ def _ensure_table(con: BaseBackend, table: str, schema: ibis.Schema, *, exists: 
                     f"Drop or rename the table {table!r} and run `marketloop profile` again.",
                 )
             )
-    _commit(con)
+    commit(con)

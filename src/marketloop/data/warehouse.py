@@ -138,7 +138,7 @@ def init_warehouse(con: BaseBackend) -> list[str]:
             continue
         con.create_table(name, schema=ibis.schema(contract.ibis_schema()))
         created.append(name)
-    _commit(con)
+    commit(con)
     return created
 
 
@@ -163,7 +163,8 @@ def ensure_warehouse(con: BaseBackend) -> None:
         init_warehouse(con)
 
 
-def _commit(con: BaseBackend) -> None:
+def commit(con: BaseBackend) -> None:
+    """Commit what Ibis left open on PostgreSQL (DuckDB runs in autocommit)."""
     if backend_of(con) == "postgres":
         con.con.commit()
 
@@ -281,4 +282,4 @@ def drop_staging(con: BaseBackend, names: list[str]) -> None:
             con.drop_table(name, force=True)
         except Exception:  # already gone with the session (DuckDB temp tables)
             pass
-    _commit(con)
+    commit(con)
