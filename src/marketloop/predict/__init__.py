@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from marketloop.predict._calibration import expected_calibration_error, reliability_table
+from marketloop.predict.churn import (
+    ChurnModel,
+    bgnbd_churn_score,
+    churn_labels,
+    profiles_frame,
+    time_split_cv,
+)
 from marketloop.predict.clv import (
     BetaGeoModel,
     ConvergenceError,
@@ -9,6 +17,7 @@ from marketloop.predict.clv import (
     ParetoNBDModel,
     summary_from_transactions,
 )
+from marketloop.predict.next_purchase import NextPurchaseModel, next_purchase_labels
 
 __all__ = [
     "BetaGeoModel",
@@ -16,4 +25,13 @@ __all__ = [
     "GammaGammaModel",
     "ParetoNBDModel",
     "summary_from_transactions",
+    "ChurnModel",
+    "NextPurchaseModel",
+    "bgnbd_churn_score",
+    "churn_labels",
+    "expected_calibration_error",
+    "next_purchase_labels",
+    "profiles_frame",
+    "reliability_table",
+    "time_split_cv",
 ]

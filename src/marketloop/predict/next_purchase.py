@@ -1,0 +1,102 @@
+"""Next purchase: whether a customer buys within ``horizon_days``, and when.
+
+Two LightGBM models on the same point-in-time profiles as :mod:`.churn`: a calibrated
+classifier for ``P(purchase in [as_of, as_of + horizon))`` and a regressor for the days to
+that purchase, trained only on customers who bought in the window (the observed gaps).
+The regressor's answer is therefore *conditional* on a purchase in the window; gaps longer
+than the horizon are censored and never seen. Labels: :func:`next_purchase_labels`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, Self
+
+import numpy as np
+import pandas as pd
+
+from marketloop._validation import check_fitted, check_frame, check_in_range
+from marketloop.exceptions import SchemaError, describe
+from marketloop.predict._labels import next_purchase_labels
+from marketloop.predict.churn import _BoostedClassifier
+
+__all__ = ["NextPurchaseModel", "next_purchase_labels"]
+
+
+class NextPurchaseModel(_BoostedClassifier):
+    """Probability of a paid order within ``horizon_days`` and the expected days to it.
+
+    Parameters
+    ----------
+    horizon_days : int, default=30
+        Label window after ``as_of``; the labels must use the same value.
+    calibration, n_splits, n_estimators, learning_rate, num_leaves, features, random_state
+        As for :class:`marketloop.predict.churn.ChurnModel`.
+
+    Attributes
+    ----------
+    booster_ : lightgbm.LGBMClassifier
+        Purchase-in-window classifier (before calibration).
+    calibrated_ : sklearn.calibration.CalibratedClassifierCV
+        ``booster_`` with its calibration map.
+    regressor_ : lightgbm.LGBMRegressor
+        Days from ``as_of`` to the first purchase, fitted on customers who bought.
+    feature_names_in_ : list of str
+        Profile columns seen by ``fit``.
+    """
+
+    _output = "p_purchase"
+    _label = "purchased"
+
+    def __init__(
+        self,
+        horizon_days: int = 30,
+        calibration: Literal["isotonic", "sigmoid"] = "isotonic",
+        n_splits: int = 3,
+        n_estimators: int = 200,
+        learning_rate: float = 0.05,
+        num_leaves: int = 15,
+        features: Sequence[str] | None = None,
+        random_state: int | None = None,
+    ) -> None:
+        self.horizon_days = horizon_days
+        self.calibration = calibration
+        self.n_splits = n_splits
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.features = features
+        self.random_state = random_state
+
+    def fit(self, profiles: pd.DataFrame, labels: pd.DataFrame) -> Self:
+        """Fit on profiles and :func:`next_purchase_labels` (``purchased``, ``days_to_next``)."""
+        from lightgbm import LGBMRegressor
+
+        check_in_range(self, "horizon_days", self.horizon_days, low=1)
+        where = f"{type(self).__name__}.fit(labels)"
+        labels = check_frame(labels, required=["purchased", "days_to_next"], where=where)
+        self._fit_classifier(profiles, labels["purchased"])
+        X = self._frame(profiles, self.feature_names_in_, "fit")
+        bought = labels.loc[X.index, "days_to_next"].dropna()
+        if len(bought) < 2:
+            raise SchemaError(describe(where, "at least 2 customers with a purchase",
+                                       f"{len(bought)}"))
+        self.regressor_ = LGBMRegressor(
+            n_estimators=self.n_estimators,
+            learning_rate=self.learning_rate,
+            num_leaves=self.num_leaves,
+            min_child_samples=50,
+            random_state=0 if self.random_state is None else self.random_state,
+            n_jobs=1,
+            deterministic=True,
+            force_col_wise=True,
+            verbose=-1,
+        ).fit(X.loc[bought.sort_index().index], bought.sort_index().to_numpy())
+        return self
+
+    def expected_days(self, profiles: pd.DataFrame) -> pd.Series:
+        """Expected days from ``as_of`` to the next purchase, given one within the horizon."""
+        check_fitted(self)
+        X = self._frame(profiles, self.feature_names_in_, "expected_days")
+        days = np.clip(self.regressor_.predict(X), 0.0, float(self.horizon_days))
+        return pd.Series(days, index=X.index, name="days_to_next")
