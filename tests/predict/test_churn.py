@@ -218,7 +218,11 @@ def test_next_purchase_model(shop, data) -> None:
     auc = model.score(X[test], held["purchased"])
     ece = expected_calibration_error(held["purchased"], p)
     days = model.expected_days(X[test])
-    print(f"\nnext purchase in 30 d: AUC {auc:.4f}, ECE {ece:.4f}")
+    bought = held["days_to_next"].notna()
+    mae = (days[bought] - held.loc[bought, "days_to_next"]).abs().mean()
+    const = (held.loc[bought, "days_to_next"] - labels.loc[~test, "days_to_next"].median())
+    print(f"\nnext purchase in 30 d: AUC {auc:.4f}, ECE {ece:.4f}; days to it, MAE "
+          f"{mae:.2f} (constant median {const.abs().mean():.2f})")
     assert p.name == "p_purchase" and days.name == "days_to_next"
     assert auc >= 0.75 and ece <= 0.03
     assert days.between(0, 30).all()

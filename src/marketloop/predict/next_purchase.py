@@ -40,7 +40,8 @@ class NextPurchaseModel(_BoostedClassifier):
     calibrated_ : sklearn.calibration.CalibratedClassifierCV
         ``booster_`` with its calibration map.
     regressor_ : lightgbm.LGBMRegressor
-        Days from ``as_of`` to the first purchase, fitted on customers who bought.
+        Median days from ``as_of`` to the first purchase (absolute-error objective), fitted
+        on customers who bought in the window.
     feature_names_in_ : list of str
         Profile columns seen by ``fit``.
     """
@@ -82,6 +83,7 @@ class NextPurchaseModel(_BoostedClassifier):
             raise SchemaError(describe(where, "at least 2 customers with a purchase",
                                        f"{len(bought)}"))
         self.regressor_ = LGBMRegressor(
+            objective="l1",  # the conditional median: what an absolute-error score rewards
             n_estimators=self.n_estimators,
             learning_rate=self.learning_rate,
             num_leaves=self.num_leaves,
@@ -95,7 +97,11 @@ class NextPurchaseModel(_BoostedClassifier):
         return self
 
     def expected_days(self, profiles: pd.DataFrame) -> pd.Series:
-        """Expected days from ``as_of`` to the next purchase, given one within the horizon."""
+        """Median days from ``as_of`` to the next purchase, given one within the horizon.
+
+        Gaps beyond the horizon are censored, so this is conditional on a purchase in the
+        window; combine it with :meth:`predict` for the unconditional picture.
+        """
         check_fitted(self)
         X = self._frame(profiles, self.feature_names_in_, "expected_days")
         days = np.clip(self.regressor_.predict(X), 0.0, float(self.horizon_days))
