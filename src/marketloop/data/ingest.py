@@ -286,7 +286,7 @@ def _prepare(
             describe(str(plan.path), f"a readable {plan.kind.upper()} file", _first_line(exc))
         ) from None
     staged.track(f"_ml_typed_{tag}")
-    typed = staged.numbered(stored)
+    typed = stored
     digest = digest_of.result()
     report = FileReport(
         path=str(plan.path.resolve()),
