@@ -10,6 +10,7 @@ from marketloop.cli import warehouse as _warehouse  # noqa: E402,F401  isort: sk
 from marketloop.cli import demo as _demo  # noqa: E402,F401  isort: skip
 from marketloop.cli import clv as _clv  # noqa: E402,F401  isort: skip
 from marketloop.cli import profile as _profile  # noqa: E402,F401  isort: skip
+from marketloop.cli import train as _train  # noqa: E402,F401  isort: skip
 
 
 def main() -> None:
