@@ -26,9 +26,15 @@ def test_demo_writes_a_self_contained_report_and_catches_every_broken_row(tmp_pa
     assert read == accepted + duplicates + quarantined
     assert broken > 0 and caught == broken
     html = (out / "report.html").read_text(encoding="utf-8")
-    assert html.count("<svg") >= 4
+    assert html.count("<svg") >= 8
     assert "<script" not in html and "http://" not in html.replace("http://www.w3.org", "")
-    for text in ("Ingest: every row accounted for", "RFM segments", "champions"):
+    for text in (
+        "Ingest: every row accounted for",
+        "RFM segments",
+        "champions",
+        "Customer lifetime value",
+        "Churn lift",
+    ):
         assert text in html
     assert (out / "marketloop.duckdb").exists()
     # a second run starts from a fresh warehouse and gives the same accounting

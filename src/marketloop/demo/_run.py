@@ -16,6 +16,7 @@ import pandas as pd
 
 from marketloop.data.ingest import IngestReport, ingest
 from marketloop.data.warehouse import connect
+from marketloop.demo._models import ModelFigures, model_stages
 from marketloop.simulate import Market, write_export
 from marketloop.strategy.rfm import rfm_segments, segment_summary
 from marketloop.value import (
@@ -24,6 +25,12 @@ from marketloop.value import (
     quarantine_reasons_chart,
     segment_sizes_chart,
     segment_values_chart,
+)
+from marketloop.value._model_charts import (
+    clv_histogram,
+    holdout_chart,
+    lift_chart,
+    reliability_chart,
 )
 
 Say = Callable[[str], None]
@@ -41,6 +48,7 @@ class DemoResult:
     broken_caught: int
     broken_total: int
     seconds: dict[str, float] = field(default_factory=dict)
+    models: ModelFigures | None = None
 
 
 def run_demo(
@@ -102,11 +110,17 @@ def run_demo(
     summary = segment_summary(segmented).order_by("segment").to_pandas()
     lap("segment")
 
+    tell("fitting CLV (BG/NBD, Gamma-Gamma) and churn models on point-in-time profiles")
+    models = model_stages(con, shop.truth.customers, as_of=as_of)
+    lap("models")
+
     tell("writing the report")
-    path = _write_report(out / "report.html", report, summary, caught, total, market, as_of)
+    doc = _report(report, summary, caught, total, market, as_of)
+    _model_sections(doc, models)
+    path = doc.write(out / "report.html")
     lap("report")
     con.disconnect()
-    return DemoResult(out, path, url, report, summary, caught, total, seconds)
+    return DemoResult(out, path, url, report, summary, caught, total, seconds, models)
 
 
 def _broken_rows_caught(
@@ -125,15 +139,14 @@ def _broken_rows_caught(
     return caught, len(dirty)
 
 
-def _write_report(
-    path: Path,
+def _report(
     report: IngestReport,
     summary: pd.DataFrame,
     caught: int,
     total: int,
     market: Market,
     as_of: pd.Timestamp,
-) -> Path:
+) -> Report:
     files = pd.DataFrame(
         [
             {
@@ -186,4 +199,29 @@ def _write_report(
     doc.add_chart(segment_sizes_chart(summary), caption="Customers per segment")
     doc.add_chart(segment_values_chart(summary), caption="Value per segment")
     doc.add_table(summary.round(2), caption="Segment summary")
-    return doc.write(path)
+    return doc
+
+
+def _model_sections(doc: Report, m: ModelFigures) -> None:
+    predicted, actual = m.holdout_total
+    doc.add_heading("3. Customer lifetime value")
+    doc.add_text(
+        "BG/NBD (Fader, Hardie & Lee 2005) fitted on paid orders up to 13 weeks before the end, "
+        f"then checked on those 13 weeks: {predicted:,.0f} repeat purchases predicted, "
+        f"{actual:,.0f} made ({(predicted - actual) / actual:+.1%}). With Gamma-Gamma for spend, "
+        "the 12-month CLV of every customer at the end of the period (1% monthly discount). "
+        f"Correlation of predicted and true 52-week purchases: {m.truth_correlation:.3f} (the "
+        "truth is zero for customers who already left, which no purchase history can show)."
+    )
+    doc.add_chart(holdout_chart(m.holdout_by_frequency), caption="Calibration plot")
+    doc.add_table(m.holdout_by_frequency.round(3), caption="Holdout by frequency group")
+    doc.add_chart(clv_histogram(m.clv), caption="CLV distribution")
+    doc.add_heading("4. Churn")
+    doc.add_text(
+        "A calibrated LightGBM model on point-in-time profiles 90 days before the end, labelled "
+        "by the 90 days after (no paid order = churned), scored on a held-out half of the "
+        f"customers: AUC {m.churn_auc:.3f} beside {m.churn_auc_bgnbd:.3f} for the BG/NBD "
+        f"probability-alive baseline; expected calibration error {m.churn_ece:.3f}."
+    )
+    doc.add_chart(lift_chart(m.lift), caption="Lift")
+    doc.add_chart(reliability_chart(m.reliability), caption="Calibration")
