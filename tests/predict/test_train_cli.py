@@ -1,0 +1,142 @@
+"""``marketloop train`` and ``marketloop predict`` end to end on a simulated shop's export."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pytest
+
+from _cli import marketloop
+from marketloop.simulate import Market, write_export
+
+TRAIN_AS_OF = "2025-08-01"  # the simulated period is 2025-01-01 .. 2025-08-29
+PREDICT_AS_OF = "2025-08-29"
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    """A file-backed DuckDB warehouse loaded with the real ``ingest`` command."""
+    root = tmp_path_factory.mktemp("train_cli")
+    data = Market(n_customers=2_000, n_days=240, random_state=3).simulate()
+    write_export(data, root / "export")
+    url = f"duckdb:///{root}/shop.duckdb"
+    result = marketloop("ingest", str(root / "export"), "--warehouse", url)
+    assert result.returncode == 0, result.stderr
+    return root, url
+
+
+def _rows(root, sql):
+    con = duckdb.connect(str(root / "shop.duckdb"), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def trained(shop):
+    root, url = shop
+    models = root / "models"
+    versions = {}
+    for kind in ("clv", "churn"):
+        result = marketloop("train", kind, "--as-of", TRAIN_AS_OF, "--warehouse", url,
+                            "--models-dir", str(models), "--json")
+        assert result.returncode == 0, result.stderr
+        summary = json.loads(result.stdout)
+        versions[kind] = summary["model_version"]
+        assert summary["path"].endswith(f"{kind}-{TRAIN_AS_OF}-{summary['model_version']}.pkl")
+        meta = json.loads((models / f"{kind}-{TRAIN_AS_OF}-{versions[kind]}.json").read_text())
+        assert meta["version"] == versions[kind] and meta["as_of"].startswith(TRAIN_AS_OF)
+    return models, versions
+
+
+@pytest.fixture(scope="module")
+def predicted(shop, trained):
+    root, url = shop
+    models, _ = trained
+    result = marketloop("predict", "--as-of", PREDICT_AS_OF, "--warehouse", url,
+                        "--models-dir", str(models), "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_predictions_one_row_per_customer_and_quantity(shop, trained, predicted) -> None:
+    root, _ = shop
+    _, versions = trained
+    assert {m["model"] for m in predicted["models"]} == {"clv", "churn"}
+    dupes = _rows(root, "SELECT count(*) FROM (SELECT customer_id, as_of, model, quantity "
+                        "FROM predictions GROUP BY ALL HAVING count(*) > 1)")
+    assert dupes == [(0,)]
+    per_quantity = dict(
+        (q, n) for q, n in _rows(root, "SELECT quantity, count(DISTINCT customer_id) "
+                                       "FROM predictions GROUP BY quantity")
+    )
+    assert set(per_quantity) == {"expected_purchases_52w", "p_alive", "expected_spend",
+                                 "clv_12m", "p_churn"}
+    clv_counts = {per_quantity[q] for q in ("expected_purchases_52w", "p_alive",
+                                            "expected_spend", "clv_12m")}
+    assert len(clv_counts) == 1  # every CLV quantity for every buyer
+    # churn scores every customer known before as_of; CLV the buyers among them
+    known = _rows(root, f"SELECT count(*) FROM customers WHERE first_seen < "
+                        f"TIMESTAMP '{PREDICT_AS_OF}' OR customer_id IN (SELECT customer_id "
+                        f"FROM orders WHERE ordered_at < TIMESTAMP '{PREDICT_AS_OF}')")[0][0]
+    assert per_quantity["p_churn"] == known
+    assert 0 < clv_counts.pop() <= known
+    versions_seen = dict(_rows(root, "SELECT model, any_value(model_version) FROM predictions "
+                                     "GROUP BY model HAVING count(DISTINCT model_version) = 1"))
+    assert versions_seen == versions
+
+
+def test_probabilities_in_unit_interval_and_values_finite(shop, predicted) -> None:
+    root, _ = shop
+    lo, hi, n = _rows(root, "SELECT min(value), max(value), count(*) FROM predictions "
+                            "WHERE quantity IN ('p_alive', 'p_churn')")[0]
+    assert n > 0 and 0.0 <= lo and hi <= 1.0
+    bad = _rows(root, "SELECT count(*) FROM predictions WHERE NOT isfinite(value) "
+                      "OR (quantity IN ('expected_spend', 'clv_12m', 'expected_purchases_52w') "
+                      "AND value < 0)")
+    assert bad == [(0,)]
+    as_of = _rows(root, "SELECT DISTINCT as_of FROM predictions")
+    assert [str(v[0].date()) for v in as_of] == [PREDICT_AS_OF]
+
+
+def test_rerunning_predict_replaces_rows(shop, trained, predicted) -> None:
+    root, url = shop
+    models, _ = trained
+    before = _rows(root, "SELECT count(*) FROM predictions")[0][0]
+    result = marketloop("predict", "--as-of", PREDICT_AS_OF, "--warehouse", url,
+                        "--models-dir", str(models), "--json")
+    assert result.returncode == 0, result.stderr
+    again = json.loads(result.stdout)
+    assert [m["replaced"] for m in again["models"]] == [m["rows"] for m in predicted["models"]]
+    assert _rows(root, "SELECT count(*) FROM predictions")[0][0] == before
+
+
+def test_bad_as_of_exits_2_with_one_line(shop, trained) -> None:
+    _, url = shop
+    models, _ = trained
+    for args in (("train", "churn"), ("predict",)):
+        result = marketloop(*args, "--as-of", "2025-13-45", "--warehouse", url,
+                            "--models-dir", str(models))
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "--as-of" in lines[0] and "2025-13-45" in lines[0]
+        assert "Traceback" not in result.stderr
+
+
+def test_predict_without_a_trained_model_says_to_train(shop, tmp_path) -> None:
+    _, url = shop
+    result = marketloop("predict", "--as-of", PREDICT_AS_OF, "--warehouse", url,
+                        "--models-dir", str(tmp_path / "empty"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "marketloop train" in lines[0]
+
+
+def test_train_refuses_a_label_window_beyond_the_data(shop, tmp_path) -> None:
+    _, url = shop
+    result = marketloop("train", "churn", "--as-of", "2026-06-01", "--warehouse", url,
+                        "--models-dir", str(tmp_path / "m"))
+    assert result.returncode == 2
+    assert "last order" in result.stderr and not list((tmp_path).glob("m/*.pkl"))
