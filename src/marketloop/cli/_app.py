@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 from rich.console import Console
 
@@ -18,6 +20,24 @@ console = Console(highlight=False)
 if not console.is_terminal:  # pipes and files get full-width tables, not 80 columns
     console = Console(highlight=False, width=140)
 err_console = Console(stderr=True, highlight=False)
+
+
+#: The ``--warehouse`` option every command that reads or writes the warehouse takes.
+WarehouseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--warehouse",
+        help="Warehouse URL: duckdb:///file.duckdb or postgresql://user@host:port/db "
+        "(default MARKETLOOP_WAREHOUSE_URL, else duckdb:///marketloop.duckdb).",
+    ),
+]
+
+
+def warehouse_url(url: str | None) -> str:
+    """The URL given on the command line, else the settings' (environment or marketloop.toml)."""
+    from marketloop.config import load_settings
+
+    return url or load_settings().warehouse_url
 
 
 def fail(message: str) -> typer.Exit:

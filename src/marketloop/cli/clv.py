@@ -35,8 +35,13 @@ def _read(path: Path, fmt: str, sep: str | None, no_header: bool, columns: str |
                 frame = frame.iloc[1:].reset_index(drop=True)
             names = {5: CDNOW_SAMPLE, 4: CDNOW_MASTER}.get(frame.shape[1])
             if names is None:
-                raise SchemaError(describe(str(path), "4 or 5 whitespace-separated CDNow "
-                                           "columns", f"{frame.shape[1]} columns"))
+                raise SchemaError(
+                    describe(
+                        str(path),
+                        "4 or 5 whitespace-separated CDNow columns",
+                        f"{frame.shape[1]} columns",
+                    )
+                )
             frame.columns = names
             return frame
         names = [c.strip() for c in columns.split(",")] if columns else None
@@ -74,8 +79,12 @@ def fit(
         str | None, typer.Option(help="strptime format of the dates, e.g. %Y%m%d.")
     ] = None,
     format: Annotated[
-        str, typer.Option("--format", help="auto (by suffix: csv, csv.gz, parquet), csv, "
-                          "parquet, or cdnow (CDNOW_sample.txt / CDNOW_master.txt).")
+        str,
+        typer.Option(
+            "--format",
+            help="auto (by suffix: csv, csv.gz, parquet), csv, "
+            "parquet, or cdnow (CDNOW_sample.txt / CDNOW_master.txt).",
+        ),
     ] = "auto",
     sep: Annotated[
         str | None, typer.Option(help="CSV field separator; 'whitespace' for runs of blanks.")
@@ -139,8 +148,12 @@ def fit(
         groups = summary["frequency"].clip(upper=7)
         by = summary.assign(predicted=predicted).groupby(groups)
         result["holdout_by_frequency"] = [
-            {"frequency": f"{int(k)}+" if k == 7 else str(int(k)), "customers": int(len(g)),
-             "predicted": float(g["predicted"].sum()), "actual": int(g["frequency_holdout"].sum())}
+            {
+                "frequency": f"{int(k)}+" if k == 7 else str(int(k)),
+                "customers": int(len(g)),
+                "predicted": float(g["predicted"].sum()),
+                "actual": int(g["frequency_holdout"].sum()),
+            }
             for k, g in by
         ]
     _print(result, as_json)
@@ -151,11 +164,17 @@ def _print(result: dict[str, object], as_json: bool) -> None:
         console.print(json.dumps(result), markup=False, soft_wrap=True)
         return
     params = ", ".join(f"{k}={v:.4f}" for k, v in result["params"].items())  # type: ignore[attr-defined]
-    console.print(f"{result['model']} on {result['n_customers']:,} customers: {params}; "
-                  f"log-likelihood {result['log_likelihood']:.2f}", markup=False)
+    console.print(
+        f"{result['model']} on {result['n_customers']:,} customers: {params}; "
+        f"log-likelihood {result['log_likelihood']:.2f}",
+        markup=False,
+    )
     if "spend_params" in result:
         spend = ", ".join(f"{k}={v:.4f}" for k, v in result["spend_params"].items())  # type: ignore[attr-defined]
         console.print(f"gamma-gamma spend: {spend}", markup=False)
     if "holdout_actual" in result:
-        console.print(f"holdout repeat purchases: predicted {result['holdout_predicted']:.1f}, "
-                      f"actual {result['holdout_actual']:,}", markup=False)
+        console.print(
+            f"holdout repeat purchases: predicted {result['holdout_predicted']:.1f}, "
+            f"actual {result['holdout_actual']:,}",
+            markup=False,
+        )

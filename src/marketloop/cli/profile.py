@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from marketloop.cli._app import app, console
+from marketloop.cli._app import WarehouseOption, app, console, warehouse_url
 
 
 @app.command()
@@ -21,14 +21,7 @@ def profile(
             "strictly before it is read.",
         ),
     ],
-    warehouse: Annotated[
-        str | None,
-        typer.Option(
-            "--warehouse",
-            help="Warehouse URL: duckdb:///file.duckdb or postgresql://user@host:port/db "
-            "(default MARKETLOOP_WAREHOUSE_URL, else duckdb:///marketloop.duckdb).",
-        ),
-    ] = None,
+    warehouse: WarehouseOption = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the summary as one JSON object.")
     ] = False,
@@ -39,12 +32,11 @@ def profile(
 
     Example: marketloop profile --as-of 2025-04-01 --warehouse duckdb:///shop.duckdb --json
     """
-    from marketloop.config import load_settings
     from marketloop.data.profiles import parse_as_of, write_profiles
     from marketloop.data.warehouse import connect
 
     moment = parse_as_of(as_of, where="--as-of")  # a bad date fails before connecting
-    url = warehouse or load_settings().warehouse_url
+    url = warehouse_url(warehouse)
     started = time.perf_counter()
     run = write_profiles(connect(url), as_of=moment)
     summary = {

@@ -9,12 +9,8 @@ from typing import Annotated
 
 import typer
 
-from marketloop.cli._app import app, console
+from marketloop.cli._app import WarehouseOption, app, console, warehouse_url
 
-_WAREHOUSE_HELP = (
-    "Warehouse URL: duckdb:///file.duckdb or postgresql://user@host:port/db "
-    "(default MARKETLOOP_WAREHOUSE_URL, else duckdb:///marketloop.duckdb)."
-)
 _MODELS_HELP = "Folder of saved models (<kind>-<as_of>-<version>.pkl and .json)."
 
 
@@ -36,10 +32,10 @@ def train(
         int,
         typer.Option("--horizon-days", help="Label window of churn and next-purchase, days."),
     ] = 90,
-    warehouse: Annotated[str | None, typer.Option("--warehouse", help=_WAREHOUSE_HELP)] = None,
-    models_dir: Annotated[
-        Path, typer.Option("--models-dir", help=_MODELS_HELP)
-    ] = Path("marketloop-models"),
+    warehouse: WarehouseOption = None,
+    models_dir: Annotated[Path, typer.Option("--models-dir", help=_MODELS_HELP)] = Path(
+        "marketloop-models"
+    ),
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the summary as one JSON object.")
     ] = False,
@@ -48,7 +44,6 @@ def train(
 
     Example: marketloop train churn --as-of 2025-08-01 --warehouse duckdb:///shop.duckdb
     """
-    from marketloop.config import load_settings
     from marketloop.data.profiles import parse_as_of
     from marketloop.data.warehouse import connect
     from marketloop.predict._training import _check_horizon, _check_kind, save_model, train_model
@@ -56,7 +51,7 @@ def train(
     _check_kind(kind)  # bad arguments fail before connecting
     _check_horizon(horizon_days)
     moment = parse_as_of(as_of, where="--as-of")
-    url = warehouse or load_settings().warehouse_url
+    url = warehouse_url(warehouse)
     started = time.perf_counter()
     trained = train_model(connect(url), kind, as_of=moment, horizon_days=horizon_days)
     path = save_model(trained, models_dir)
@@ -90,10 +85,10 @@ def predict(
             "by data strictly before it.",
         ),
     ],
-    warehouse: Annotated[str | None, typer.Option("--warehouse", help=_WAREHOUSE_HELP)] = None,
-    models_dir: Annotated[
-        Path, typer.Option("--models-dir", help=_MODELS_HELP)
-    ] = Path("marketloop-models"),
+    warehouse: WarehouseOption = None,
+    models_dir: Annotated[Path, typer.Option("--models-dir", help=_MODELS_HELP)] = Path(
+        "marketloop-models"
+    ),
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the summary as one JSON object.")
     ] = False,
@@ -106,7 +101,6 @@ def predict(
 
     Example: marketloop predict --as-of 2025-08-01 --warehouse duckdb:///shop.duckdb
     """
-    from marketloop.config import load_settings
     from marketloop.data.profiles import parse_as_of
     from marketloop.data.warehouse import connect
     from marketloop.exceptions import ConfigError, describe
@@ -125,14 +119,17 @@ def predict(
                 f"{models_dir}` first.",
             )
         )
-    url = warehouse or load_settings().warehouse_url
+    url = warehouse_url(warehouse)
     con = connect(url)
     started = time.perf_counter()
     runs = []
     for trained in models:
         scores = predict_model(con, trained, as_of=moment)
-        runs.append(write_predictions(con, scores, as_of=moment, model=trained.kind,
-                                      model_version=trained.version))
+        runs.append(
+            write_predictions(
+                con, scores, as_of=moment, model=trained.kind, model_version=trained.version
+            )
+        )
     summary = {
         "as_of": moment.isoformat(),
         "warehouse": url,

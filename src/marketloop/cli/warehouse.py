@@ -10,22 +10,7 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from marketloop.cli._app import app, console, err_console
-
-WarehouseOption = Annotated[
-    str | None,
-    typer.Option(
-        "--warehouse",
-        help="Warehouse URL: duckdb:///file.duckdb (default duckdb:///marketloop.duckdb) "
-        "or postgresql://user@host:port/db. Also MARKETLOOP_WAREHOUSE_URL.",
-    ),
-]
-
-
-def _warehouse_url(url: str | None) -> str:
-    from marketloop.config import load_settings
-
-    return url or load_settings().warehouse_url
+from marketloop.cli._app import WarehouseOption, app, console, err_console, warehouse_url
 
 
 @app.command()
@@ -36,7 +21,7 @@ def init(warehouse: WarehouseOption = None) -> None:
     """
     from marketloop.data.warehouse import connect, init_warehouse
 
-    url = _warehouse_url(warehouse)
+    url = warehouse_url(warehouse)
     created = init_warehouse(connect(url))
     console.print(
         f"warehouse {url}: {len(created)} tables created"
@@ -65,7 +50,7 @@ def ingest(
     from marketloop.data.ingest import ingest as run_ingest
     from marketloop.data.warehouse import connect
 
-    con = connect(_warehouse_url(warehouse))
+    con = connect(warehouse_url(warehouse))
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),

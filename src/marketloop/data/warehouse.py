@@ -144,15 +144,25 @@ def init_warehouse(con: BaseBackend) -> list[str]:
 
 def check_table(con: BaseBackend, contract: TableContract) -> None:
     """Raise :class:`SchemaError` unless ``con`` has ``contract``'s table with all its columns."""
-    have = con.table(contract.name).schema()
-    missing = [c for c in contract.names if c not in have]
+    check_columns(
+        con,
+        contract.name,
+        contract.names,
+        hint="Create a fresh warehouse with `marketloop init` or add the columns.",
+    )
+
+
+def check_columns(con: BaseBackend, table: str, names: list[str], *, hint: str) -> None:
+    """Raise :class:`SchemaError` unless ``con``'s ``table`` has every column in ``names``."""
+    have = con.table(table).schema()
+    missing = [c for c in names if c not in have]
     if missing:
         raise SchemaError(
             describe(
-                f"warehouse table {contract.name}",
-                f"columns {', '.join(contract.names)}",
+                f"warehouse table {table}",
+                f"columns {', '.join(names)}",
                 f"{', '.join(have.names)} ({', '.join(missing)} missing)",
-                "Create a fresh warehouse with `marketloop init` or add the columns.",
+                hint,
             )
         )
 

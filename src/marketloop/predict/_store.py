@@ -18,6 +18,7 @@ from ibis.backends import BaseBackend
 
 from marketloop.data.warehouse import (
     backend_of,
+    check_columns,
     commit,
     drop_staging,
     execute,
@@ -158,8 +159,9 @@ def write_predictions(
 def _long(predictions: pd.DataFrame, where: str) -> pd.DataFrame:
     """``customer_id, quantity, value`` rows from a wide frame indexed by customer."""
     if not isinstance(predictions, pd.DataFrame) or predictions.shape[1] == 0:
-        raise SchemaError(describe(where, "a DataFrame with one column per quantity",
-                                   type(predictions).__name__))
+        raise SchemaError(
+            describe(where, "a DataFrame with one column per quantity", type(predictions).__name__)
+        )
     if predictions.index.has_duplicates:
         dup = predictions.index[predictions.index.duplicated()][0]
         raise SchemaError(describe(where, "one row per customer_id", f"{dup!r} twice"))
@@ -176,15 +178,10 @@ def _ensure_table(con: BaseBackend, table: str) -> None:
         con.create_table(table, schema=PREDICTIONS_SCHEMA)
         commit(con)
         return
-    have = con.table(table).schema()
-    missing = [c for c in PREDICTIONS_SCHEMA.names if c not in have]
-    if missing:
-        raise SchemaError(
-            describe(
-                f"warehouse table {table}",
-                f"columns {', '.join(PREDICTIONS_SCHEMA.names)}",
-                f"{', '.join(have.names)} ({', '.join(missing)} missing)",
-                f"Drop or rename the table {table!r} and run `marketloop predict` again.",
-            )
-        )
+    check_columns(
+        con,
+        table,
+        list(PREDICTIONS_SCHEMA.names),
+        hint=f"Drop or rename the table {table!r} and run `marketloop predict` again.",
+    )
     commit(con)
