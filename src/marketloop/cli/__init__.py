@@ -11,6 +11,7 @@ from marketloop.cli import demo as _demo  # noqa: E402,F401  isort: skip
 from marketloop.cli import clv as _clv  # noqa: E402,F401  isort: skip
 from marketloop.cli import profile as _profile  # noqa: E402,F401  isort: skip
 from marketloop.cli import train as _train  # noqa: E402,F401  isort: skip
+from marketloop.cli import policy as _policy  # noqa: E402,F401  isort: skip
 
 
 def main() -> None:
