@@ -206,7 +206,7 @@ def _bootstrap(
 ) -> dict[str, np.ndarray]:
     """Each estimator over ``n`` resamples of rows, the reward model refitted on each."""
     rng = np.random.default_rng(seed)
-    refit = RewardModel(C=model.C, n_folds=1)
+    refit = RewardModel(C=model.C, n_folds=1, max_interactions=model.max_interactions)
     out = {name: np.empty(n) for name in ESTIMATORS}
     for b in range(n):
         rows = rng.integers(0, log.n_rounds, log.n_rounds)

@@ -19,9 +19,16 @@ from sklearn.model_selection import KFold
 from marketloop.strategy.ope._log import BanditLog
 
 
-def _design(log: BanditLog, actions: np.ndarray) -> sparse.csr_matrix:
+def _design(log: BanditLog, actions: np.ndarray, interact: bool) -> sparse.csr_matrix:
     n = log.n_rounds
     blocks = [sparse.csr_matrix(log.context)]
+    if interact:  # context x action: each action's own slope on every context feature
+        d = log.context.shape[1]
+        cols = actions[:, None] * d + np.arange(d)[None, :]
+        rows = np.repeat(np.arange(n), d)
+        blocks.append(
+            sparse.csr_matrix((log.context.ravel(), (rows, cols.ravel())), (n, d * log.n_actions))
+        )
     blocks.append(sparse.csr_matrix((np.ones(n), (np.arange(n), actions)), (n, log.n_actions)))
     if log.len_list > 1:
         blocks.append(
@@ -45,14 +52,28 @@ class RewardModel:
         Inverse regularisation strength (as scikit-learn's).
     n_folds : int, default=3
         Cross-fitting folds; 1 fits and predicts on the same rows.
+    max_interactions : int, default=2000
+        Context x action interaction terms are added when there are at most this many
+        (contexts x actions); above it the model is additive in context and action.
     random_state : int or None, default=None
         Seed of the fold split.
     """
 
-    def __init__(self, C: float = 1.0, n_folds: int = 3, random_state: int | None = None) -> None:
+    def __init__(
+        self,
+        C: float = 1.0,
+        n_folds: int = 3,
+        max_interactions: int = 2000,
+        random_state: int | None = None,
+    ) -> None:
         self.C = C
         self.n_folds = n_folds
+        self.max_interactions = max_interactions
         self.random_state = random_state
+
+    def _interact(self, log: BanditLog) -> bool:
+        d = log.context.shape[1]
+        return 0 < d * log.n_actions <= self.max_interactions
 
     def fit_predict(self, log: BanditLog) -> np.ndarray:
         """Cross-fitted predictions, shape (n_rounds, n_actions), at each row's position."""
@@ -68,7 +89,7 @@ class RewardModel:
 
     def _fit(self, log: BanditLog, rows: np.ndarray) -> LogisticRegression | Ridge:
         part = log.take(rows)
-        X = _design(part, part.action)
+        X = _design(part, part.action, self._interact(log))
         if log.binary_reward:
             if np.unique(part.reward).size < 2:  # a fold of no clicks: predict its rate
                 return _Constant(float(part.reward.mean()))
@@ -84,8 +105,15 @@ class RewardModel:
         coef = np.ravel(model.coef_)
         d, k = log.context.shape[1], log.n_actions
         score = log.context @ coef[:d] + float(np.ravel(model.intercept_)[0])
-        score = score[:, None] + coef[d : d + k][None, :]
-        at = d + k
+        at = d
+        if self._interact(log):
+            slopes = coef[at : at + d * k].reshape(k, d)
+            score = score[:, None] + log.context @ slopes.T
+            at += d * k
+        else:
+            score = np.repeat(score[:, None], k, axis=1)
+        score += coef[at : at + k][None, :]
+        at += k
         if log.len_list > 1:
             score += coef[at : at + log.len_list][log.position][:, None]
             at += log.len_list
