@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.optimize import approx_fprime
+from scipy.optimize import approx_fprime, minimize
+from scipy.special import gammaln
 from tests._cli import marketloop
 
 from marketloop.exceptions import ConfigError, NotFittedError, SchemaError
@@ -19,7 +20,13 @@ from marketloop.predict import (
     ParetoNBDModel,
     summary_from_transactions,
 )
-from marketloop.predict._clv_likelihood import bgnbd_loglik, bgnbd_loglik_grad
+from marketloop.predict._clv_base import distinct_rows
+from marketloop.predict._clv_likelihood import (
+    BetaGeoSums,
+    Rows,
+    bgnbd_loglik,
+    bgnbd_loglik_grad,
+)
 from marketloop.simulate import Market
 
 TRUE_BGNBD = {"r": 0.9, "alpha": 6.0, "a": 0.8, "b": 3.0}  # docs/simulator.md, per week
@@ -130,6 +137,79 @@ def test_bgnbd_gradient_matches_finite_differences() -> None:
     _, grad = bgnbd_loglik_grad(np.exp(log_theta), x, t_x, T)
     numeric = approx_fprime(log_theta, total, 1e-6)
     np.testing.assert_allclose(grad.sum(axis=1), numeric, rtol=1e-4)
+
+
+def plain_bgnbd_loglik(params: np.ndarray, x: np.ndarray, t_x: np.ndarray,
+                       T: np.ndarray) -> np.ndarray:
+    """Eq. (6) of Fader, Hardie & Lee (2005) per customer, term by term, as lifetimes codes it."""
+    r, alpha, a, b = params
+    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
+    a2 = gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x)
+    a3 = -(r + x) * np.log(alpha + T)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a4 = np.where(x > 0, np.log(a) - np.log(b + x - 1) - (r + x) * np.log(alpha + t_x),
+                      -np.inf)
+    return a1 + a2 + np.logaddexp(a3, a4)
+
+
+def _columns(summary: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x, t_x, T = (summary[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+    return x, t_x, T
+
+
+@pytest.mark.parametrize(
+    "theta", [[0.7, 5.0, 1.1, 2.5], [0.9, 6.0, 0.8, 3.0], [3.0, 0.5, 20.0, 0.4]]
+)
+def test_bgnbd_summed_over_distinct_rows_equals_per_customer_sum(theta) -> None:
+    x, t_x, T = _columns(draw_bgnbd(2_000, TRUE_BGNBD, seed=4))
+    (ux, ut, uT), weight = distinct_rows(x, t_x, T)
+    assert len(ux) < len(x) and weight.sum() == len(x)
+    theta = np.array(theta)
+    value, grad, hess = BetaGeoSums(Rows(ux, ut, uT), weight)(theta)
+    # the fast path regroups the sum (per x, per T, per (t_x, T) pair): equal to rounding
+    assert value == pytest.approx(plain_bgnbd_loglik(theta, x, t_x, T).sum(), rel=1e-12)
+    _, per_row = bgnbd_loglik_grad(theta, x, t_x, T)  # checked against differences above
+    np.testing.assert_allclose(grad, per_row.sum(axis=1), rtol=1e-9)
+    # Hessian in log-parameters: central differences of the (exact) gradient, step 1e-6,
+    # truncation error ~1e-12 relative; 1e-6 leaves room for rounding in the differences
+    step = 1e-6
+    numeric = np.array([
+        (BetaGeoSums(Rows(ux, ut, uT), weight)(theta * np.exp(step * e))[1]
+         - BetaGeoSums(Rows(ux, ut, uT), weight)(theta * np.exp(-step * e))[1]) / (2 * step)
+        for e in np.eye(4)
+    ])
+    np.testing.assert_allclose(hess, numeric, rtol=1e-6, atol=1e-6 * np.abs(hess).max())
+    np.testing.assert_array_equal(hess, hess.T)
+
+
+def test_bgnbd_fit_equals_a_plain_per_customer_maximisation() -> None:
+    summary = draw_bgnbd(3_000, TRUE_BGNBD, seed=5)
+    x, t_x, T = _columns(summary)
+    model = BetaGeoModel().fit(summary)
+
+    def minus_loglik(v: np.ndarray) -> float:
+        return -float(plain_bgnbd_loglik(np.exp(v), x, t_x, T).sum()) / len(x)
+
+    plain = minimize(minus_loglik, np.zeros(4), method="Nelder-Mead",
+                     options={"xatol": 1e-10, "fatol": 1e-14, "maxiter": 20_000,
+                              "maxfev": 20_000})
+    assert plain.success
+    # Nelder-Mead on the plain per-customer sum stops within ~1e-8 of the optimum in
+    # log-parameters; a flawed fast path (a wrong term, weight or gradient) moves the
+    # estimate by far more than 1e-6 relative
+    for name, value in zip(("r", "alpha", "a", "b"), np.exp(plain.x), strict=True):
+        assert model.params_[name] == pytest.approx(value, rel=1e-6), name
+    assert model.log_likelihood_ == pytest.approx(-plain.fun * len(x), abs=1e-6)
+    assert model.log_likelihood_ == pytest.approx(
+        plain_bgnbd_loglik(np.array(list(model.params_.values())), x, t_x, T).sum(), abs=1e-8)
+
+
+def test_distinct_rows_counts_each_row_once() -> None:
+    x, t_x, T = _columns(draw_bgnbd(5_000, TRUE_BGNBD, seed=6))
+    (ux, ut, uT), weight = distinct_rows(x, t_x, T)
+    want = pd.DataFrame({"x": x, "t": t_x, "T": T}).value_counts().sort_index()
+    got = pd.Series(weight, index=pd.MultiIndex.from_arrays([ux, ut, uT], names=["x", "t", "T"]))
+    pd.testing.assert_series_equal(got.sort_index(), want.astype(float), check_names=False)
 
 
 def test_probability_alive_is_one_without_repeat_purchases() -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,14 @@ from marketloop.exceptions import MarketloopError, SchemaError, describe
 
 Array = NDArray[np.float64]
 Objective = Callable[[Array], tuple[float, Array] | float]
+#: Summed log-likelihood, its gradient and Hessian in log-parameters, at natural parameters.
+SummedLoglik = Callable[[Array], tuple[float, Array, Array]]
+
+#: Largest |log-parameter| the optimisers may reach; beyond it a fit has run away.
+LOG_BOUND = 20.0
+
+#: Objective value (minus the mean log-likelihood) where the likelihood is not finite.
+_PENALTY = 1e6
 
 
 class ConvergenceError(MarketloopError, RuntimeError):
@@ -47,6 +56,15 @@ class ParamsMixin:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
+
+
+@runtime_checkable
+class SummableRows(Protocol):
+    """Prepared distinct rows that sum their own weighted log-likelihood with its Hessian."""
+
+    def summed(self, weight: Array) -> SummedLoglik:
+        """The summed log-likelihood of the rows, each counted ``weight`` times."""
+        ...
 
 
 def rfm_arrays(
@@ -86,11 +104,40 @@ def rfm_arrays(
 
 
 def distinct_rows(*columns: Array) -> tuple[list[Array], Array]:
-    """The distinct rows of the columns and how often each occurs (hash-based, O(n))."""
-    key = np.zeros(len(columns[0]), dtype=np.int64)
+    """The distinct rows of the columns and how often each occurs (hash-based, O(n)).
+
+    Each column is coded by hashing, the codes are packed into one int64 key (mixed
+    radix, the product of the distinct counts) and the key is hashed once more; the
+    distinct keys decode back to each column's values.
+    """
+    codes, uniques = [], []
     for col in columns:
-        codes, uniques = pd.factorize(col)
-        key, _ = pd.factorize(key * (len(uniques) + 1) + codes)  # stays below n rows
+        code, unique = pd.factorize(col)
+        codes.append(code.astype(np.int64, copy=False))
+        uniques.append(np.asarray(unique))
+    sizes = [max(len(u), 1) for u in uniques]
+    if math.prod(sizes) >= 2**62:  # cannot pack: re-code the key after each column
+        key = np.zeros(len(columns[0]), dtype=np.int64)
+        for code, size in zip(codes, sizes, strict=True):
+            key, _ = pd.factorize(key * size + code)
+        return _distinct_by_first(columns, key)
+    key = codes[0]
+    for code, size in zip(codes[1:], sizes[1:], strict=True):
+        key = key * size + code
+    key_code, keys = pd.factorize(key)
+    keys = np.asarray(keys, dtype=np.int64)
+    rows = []
+    for unique, size in zip(uniques[::-1], sizes[::-1], strict=True):
+        keys, code = np.divmod(keys, size)
+        rows.append(unique[code])
+    counts = np.bincount(key_code, minlength=len(rows[0])).astype(float)
+    return rows[::-1], counts
+
+
+def _distinct_by_first(
+    columns: tuple[Array, ...], key: NDArray[np.int64]
+) -> tuple[list[Array], Array]:
+    """Distinct rows from a dense row code: each row's first occurrence, and the counts."""
     n_distinct = int(key.max()) + 1 if len(key) else 0
     first = np.empty(n_distinct, dtype=np.int64)
     first[key[::-1]] = np.arange(len(key) - 1, -1, -1)  # first occurrence of each row
@@ -118,12 +165,12 @@ def maximise(
         np.log(start),
         method="L-BFGS-B",
         jac=jac,
-        bounds=[(-20.0, 20.0)] * len(start),
+        bounds=[(-LOG_BOUND, LOG_BOUND)] * len(start),
         options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-6},
     )
     params = np.exp(result.x)
     value = float(result.fun)
-    hit_bound = np.any(np.abs(result.x) > 19.9)
+    hit_bound = np.any(np.abs(result.x) > LOG_BOUND - 0.1)
     if not result.success or not np.isfinite(value) or not np.all(np.isfinite(params)) or hit_bound:
         found = ", ".join(f"{n}={v:.6g}" for n, v in zip(names, params, strict=True))
         raise ConvergenceError(
@@ -137,3 +184,46 @@ def maximise(
             )
         )
     return params, -value
+
+
+def maximise_newton(
+    summed: SummedLoglik, start: Array, *, n: float, max_iter: int, gtol: float = 1e-9
+) -> tuple[Array, float] | None:
+    """Maximise a log-likelihood with its analytic Hessian (scipy's ``trust-exact``).
+
+    Newton steps in a trust region over log-parameters, on the mean log-likelihood per
+    customer (``n`` customers). Returns the parameters on their natural scale and the
+    maximised mean log-likelihood, or None where the optimiser does not reach a finite
+    interior maximum with a gradient norm below ``gtol`` (the caller then falls back to
+    :func:`maximise`, which explains a failure).
+    """
+    cache: dict[bytes, tuple[float, Array, Array]] = {}
+
+    def evaluate(log_theta: Array) -> tuple[float, Array, Array]:
+        key = log_theta.tobytes()
+        if key not in cache:  # scipy asks for the Hessian and the value at the same point
+            cache.clear()
+            size = len(log_theta)
+            found: tuple[float, Array, Array] = (_PENALTY, np.zeros(size), np.eye(size))
+            if np.all(np.abs(log_theta) <= LOG_BOUND):
+                with np.errstate(all="ignore"):
+                    value, grad, hess = summed(np.exp(log_theta))
+                if np.isfinite(value) and np.all(np.isfinite(grad)) and np.all(
+                        np.isfinite(hess)):
+                    found = (-value / n, -grad / n, -hess / n)
+            cache[key] = found
+        return cache[key]
+
+    result = minimize(
+        lambda v: evaluate(v)[:2],
+        np.log(start),
+        method="trust-exact",
+        jac=True,
+        hess=lambda v: evaluate(v)[2],
+        options={"maxiter": max_iter, "gtol": gtol},
+    )
+    if not result.success or not np.isfinite(result.fun) or result.fun >= _PENALTY:
+        return None
+    if np.any(np.abs(result.x) > LOG_BOUND - 0.1):
+        return None
+    return np.exp(result.x), -float(result.fun)

@@ -12,13 +12,19 @@ from marketloop.exceptions import ConfigError, describe
 from marketloop.predict._clv_base import (
     Array,
     ParamsMixin,
+    SummableRows,
     distinct_rows,
     maximise,
+    maximise_newton,
     rfm_arrays,
 )
 
 #: Objective value (minus the mean log-likelihood) where the likelihood is not finite.
 _PENALTY = 1e6
+
+#: Newton iterations before the quasi-Newton fallback takes over (a fit from the default
+#: start takes 6-10; more means the likelihood has no interior maximum to find).
+_MAX_NEWTON_ITER = 100
 
 #: Summary time units per month in :meth:`RepeatPurchaseModel.clv`, as lifetimes uses them.
 PERIODS_PER_MONTH = {"W": 4.345, "D": 30.0}
@@ -103,9 +109,18 @@ class RepeatPurchaseModel(ParamsMixin):
     def _maximise(
         self, data: tuple[Array, Array, Array], weight: Array, start: Array, where: str
     ) -> tuple[Array, float]:
-        """Maximum of the weighted mean log-likelihood over ``data`` from ``start``."""
+        """Maximum of the weighted mean log-likelihood over ``data`` from ``start``.
+
+        Rows that sum their own Hessian (BG/NBD) get Newton steps in a trust region;
+        otherwise, or where those fail, L-BFGS-B on the per-row log-likelihood.
+        """
         rows = self._prepare(*data)
         n = weight.sum()
+        if isinstance(rows, SummableRows):
+            found = maximise_newton(rows.summed(weight), start, n=n,
+                                    max_iter=min(self.max_iter, _MAX_NEWTON_ITER))
+            if found is not None:
+                return found
 
         def objective(log_theta: Array) -> tuple[float, Array] | float:
             theta = np.exp(log_theta)
