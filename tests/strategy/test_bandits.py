@@ -173,3 +173,214 @@ def test_bad_policy_file_is_a_config_error(tmp_path, text: str, message: str) ->
 def test_missing_policy_file_is_a_config_error(tmp_path) -> None:
     with pytest.raises(ConfigError, match="expected an existing file; found no such file"):
         load_policy(tmp_path / "absent.json")
+
+
+# -- contextual policies ------------------------------------------------------------------------
+from sklearn.base import clone  # noqa: E402
+
+from marketloop.exceptions import SchemaError  # noqa: E402
+from marketloop.strategy.bandits import (  # noqa: E402
+    ActionSet,
+    EpsilonGreedy,
+    LinTS,
+    LinUCB,
+    VWPolicy,
+)
+from marketloop.strategy.bandits._gauss import independent_max_probabilities  # noqa: E402
+
+K, D = 4, 3
+W_TRUE = np.array([[0.5, 0.0, 0.0], [0.0, 0.6, 0.0], [0.0, 0.0, 0.7], [-0.3, -0.3, 0.2]])
+POLICIES = {
+    "lin_ucb": lambda: LinUCB(K, alpha=0.5, random_state=0),
+    "lin_ts": lambda: LinTS(K, scale=0.3, random_state=0),
+    "lin_ts_shared": lambda: LinTS(K, scale=0.3, model="shared", random_state=0),
+    "lin_ucb_shared": lambda: LinUCB(K, alpha=0.5, model="shared", random_state=0),
+    "epsilon_greedy": lambda: EpsilonGreedy(K, epsilon=0.1, random_state=0),
+}
+
+
+def _linear_world(policy, n_rounds: int, seed: int = 1) -> float:
+    """Run ``policy`` on rewards x . W[a] + N(0, 0.3^2); returns the mean true regret."""
+    rng = np.random.default_rng(seed)
+    regret = 0.0
+    for _ in range(n_rounds):
+        x = rng.normal(size=D)
+        means = W_TRUE @ x
+        a = policy.choose(x, rng=rng).action
+        policy.update(x, a, means[a] + rng.normal(0, 0.3))
+        regret += means.max() - means[a]
+    return regret / n_rounds
+
+
+@pytest.mark.parametrize("name", list(POLICIES))
+def test_policy_finds_the_best_arm_of_a_linear_reward(name: str) -> None:
+    policy = POLICIES[name]()
+    late_regret = _linear_world(policy, 600)
+    uniform_regret = _linear_world(Uniform(K, random_state=0), 600)
+    X = np.random.default_rng(9).normal(size=(300, D))
+    best = (X @ W_TRUE.T).argmax(axis=1)
+    hit = (policy.action_probabilities(X).argmax(axis=1) == best).mean()
+    # uniform regret is ~0.8 per round here; a learner is far below after 600 rounds
+    assert late_regret < 0.35 * uniform_regret
+    assert hit > 0.9, hit
+
+
+@pytest.mark.parametrize("name", list(POLICIES))
+def test_propensity_is_the_probability_the_choice_was_drawn_from(name: str) -> None:
+    policy = POLICIES[name]()
+    policy.min_exploration = 0.2
+    _linear_world(policy, 60)
+    x = np.array([0.2, -0.1, 0.05])
+    probs = policy.action_probabilities(x[None, :])[0]
+    assert probs.sum() == pytest.approx(1.0) and probs.min() >= 0.2 / K - 1e-12
+    rng = np.random.default_rng(3)
+    counts = np.zeros(K)
+    for _ in range(2_000):
+        choice = policy.choose(x, rng=rng)
+        np.testing.assert_array_equal(choice.probabilities, probs)
+        assert choice.propensity == probs[choice.action]
+        counts[choice.action] += 1
+    # multinomial counts: sd <= sqrt(2000 / 4) = 22.4; 5 sd
+    assert np.abs(counts - 2_000 * probs).max() < 112
+
+
+@given(st.integers(2, 30), st.integers(0, 2**32 - 1))
+def test_thompson_probabilities_are_a_distribution(k: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    mean, std = rng.normal(0, 1, k), np.exp(rng.normal(-1, 1.5, k))
+    mask = rng.random(k) < 0.7
+    mask[rng.integers(k)] = True
+    p = independent_max_probabilities(mean, std, mask)
+    assert p.min() >= 0 and p.sum() == pytest.approx(1.0) and (p[~mask] == 0).all()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_thompson_probabilities_match_monte_carlo(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    k = 30
+    mean, std = rng.normal(0, 0.3, k), rng.uniform(0.05, 0.3, k)
+    if seed % 2:
+        std[rng.integers(k)] = 1e-4          # one nearly certain action among uncertain ones
+    draws = rng.standard_normal((200_000, k)) * std + mean
+    mc = np.bincount(draws.argmax(axis=1), minlength=k) / len(draws)
+    p = independent_max_probabilities(mean, std, np.ones(k, dtype=bool))
+    # Monte Carlo sd <= 0.0011 at n = 200,000 (4 sd = 0.0045) plus quadrature error ~3e-3
+    assert np.abs(p - mc).max() < 0.008
+
+
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["disjoint", "shared"]))
+def test_sherman_morrison_updates_equal_a_batch_fit(seed: int, model: str) -> None:
+    rng = np.random.default_rng(seed)
+    X, a, r = rng.normal(size=(40, D)), rng.integers(0, K, 40), rng.normal(size=40)
+    streamed = LinUCB(K, model=model)
+    for x, ai, ri in zip(X, a, r, strict=True):
+        streamed.update(x, ai, ri)
+    batch = LinUCB(K, model=model).fit(X, a, r)
+    np.testing.assert_allclose(streamed.model_.A_inv, batch.model_.A_inv, atol=1e-9)
+    np.testing.assert_allclose(streamed.model_.theta, batch.model_.theta, atol=1e-9)
+
+
+def test_propensity_weighting_counts_a_row_one_over_its_propensity() -> None:
+    rng = np.random.default_rng(0)
+    X, a, r = rng.normal(size=(30, D)), rng.integers(0, K, 30), rng.normal(size=30)
+    weighted = LinUCB(K, propensity_weighting=True).fit(X, a, r, np.full(30, 0.5))
+    doubled = LinUCB(K).fit(np.vstack([X, X]), np.r_[a, a], np.r_[r, r])
+    np.testing.assert_allclose(weighted.model_.theta, doubled.model_.theta, atol=1e-12)
+    ignored = LinUCB(K).fit(X, a, r, np.full(30, 0.5))
+    np.testing.assert_allclose(ignored.model_.theta, LinUCB(K).fit(X, a, r).model_.theta)
+
+
+def test_shared_model_generalises_to_an_untried_action() -> None:
+    actions = ActionSet.grid(offer=["none", "pct10"], hour=[9, 18], cyclic={"hour": 24})
+    effect = {"none": 0.0, "pct10": 0.4}
+    truth = np.array([effect[a["offer"]] + (0.3 if a["hour"] == 18 else 0.0) for a in actions])
+    rng = np.random.default_rng(0)
+    logged = rng.choice([0, 1, 2], size=400)              # action 3 (pct10 at 18h) never tried
+    rewards = truth[logged] + rng.normal(0, 0.1, 400)
+    policy = LinUCB(actions, model="shared", alpha=0.0).fit(None, logged, rewards)
+    np.testing.assert_allclose(policy.expected_rewards(None)[0], truth, atol=0.05)
+    assert policy.choose().action == 3
+
+
+# -- guardrails ------------------------------------------------------------------------------------
+OFFERS = [{"offer": "none", "discount": 0.0}, {"offer": "pct10", "discount": 0.1},
+          {"offer": "pct20", "discount": 0.2}, {"offer": "pct30", "discount": 0.3}]
+
+
+@pytest.mark.parametrize("cls", [LinUCB, LinTS, EpsilonGreedy])
+def test_guardrails_are_enforced(cls) -> None:
+    policy = cls(OFFERS, min_exploration=0.2, max_discount=0.2,
+                 forbidden={"sleeping_dogs": [1, 2]}, random_state=0)
+    policy.fit(np.zeros((40, 1)), [3] * 40, [10.0] * 40)      # the deepest offer pays best
+    probs = policy.action_probabilities(np.zeros((1, 1)))[0]
+    assert probs[3] == 0.0                                    # above max_discount
+    assert probs[:3].min() >= 0.2 / 3 - 1e-12                 # min_exploration / n_allowed
+    dogs = policy.action_probabilities(np.zeros((1, 1)), segment="sleeping_dogs")[0]
+    np.testing.assert_array_equal(dogs, [1.0, 0.0, 0.0, 0.0])
+    rng = np.random.default_rng(0)
+    chosen = {policy.choose([0.0], rng=rng, segment="sleeping_dogs").action for _ in range(50)}
+    assert chosen == {0}
+    assert policy.choose([0.0], allowed=[2], rng=rng).action == 2
+    with pytest.raises(PolicyViolation, match=re.escape("expected at least one allowed action")):
+        policy.choose([0.0], allowed=[3])
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"min_exploration": 1.5}, "The 'min_exploration' parameter of LinUCB must be in the range "
+                               "[0, 1]. Got 1.5 instead."),
+    ({"alpha": -1.0}, "The 'alpha' parameter of LinUCB must be >= 0. Got -1.0 instead."),
+    ({"model": "hybrid"}, "The 'model' parameter of LinUCB must be 'disjoint' or 'shared'. "
+                          "Got 'hybrid' instead."),
+    ({"forbidden": {"vip": [7]}}, "LinUCB forbidden['vip']: expected action indices in [0, 3]"),
+])
+def test_bad_parameters_are_config_errors(params: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        LinUCB(OFFERS, **params).choose([0.0])
+
+
+def test_context_of_wrong_width_is_a_schema_error() -> None:
+    policy = LinUCB(K).fit(np.zeros((5, D)), [0] * 5, [1.0] * 5)
+    with pytest.raises(SchemaError, match=re.escape("expected a context of 3 features; "
+                                                    "found 2 features.")):
+        policy.choose([1.0, 2.0])
+
+
+def test_action_set_encodes_attributes() -> None:
+    actions = ActionSet([
+        {"name": "a", "offer": "pct10", "depth": 0.1, "hour": 18, "format": "visual"},
+        {"name": "b", "offer": "none", "depth": 0.0, "hour": 6, "format": "visual"},
+    ], cyclic={"hour": 24})
+    assert actions.feature_names == ["offer=pct10", "offer=none", "depth", "hour_sin",
+                                     "hour_cos"]
+    np.testing.assert_allclose(actions.features[:, 3:], [[-1.0, 0.0], [1.0, 0.0]], atol=1e-12)
+    assert actions.labels == ["a", "b"]
+    with pytest.raises(ConfigError, match="expected a non-empty list of dicts"):
+        ActionSet([])
+
+
+# -- persistence and estimator contract -----------------------------------------------------------
+@pytest.mark.parametrize("name", [*POLICIES, "vw"])
+def test_save_load_same_decisions(tmp_path, name: str) -> None:
+    policy = VWPolicy(OFFERS, random_state=0) if name == "vw" else POLICIES[name]()
+    if name != "vw":
+        policy.actions = OFFERS
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, D))
+    a = rng.integers(0, 4, 200)
+    policy.fit(X, a, X[:, 0] * (a == 1) + rng.normal(0, 0.1, 200))
+    policy.choose(X[0])
+    path = tmp_path / f"{name}.json"
+    policy.save(path)
+    loaded = load_policy(path)
+    assert type(loaded) is type(policy)
+    assert json.loads(path.read_text())["kind"] == policy._kind
+    np.testing.assert_array_equal(loaded.action_probabilities(X[:20]),
+                                  policy.action_probabilities(X[:20]))
+    assert [loaded.choose(x).action for x in X[:30]] == [policy.choose(x).action for x in X[:30]]
+
+
+def test_clone_keeps_parameters_and_forgets_state() -> None:
+    policy = LinTS(OFFERS, scale=0.2, max_discount=0.1).fit(np.zeros((3, 1)), [0, 1, 2], [1, 2, 3])
+    fresh = clone(policy)
+    assert fresh.get_params() == policy.get_params()
+    assert not hasattr(fresh, "model_")

@@ -82,8 +82,8 @@ def require_some(mask: np.ndarray, *, where: str) -> None:
 
 def sample_index(probabilities: np.ndarray, rng: np.random.Generator) -> int:
     """Draw one index from ``probabilities`` (inverse CDF on a single uniform)."""
-    cdf = np.cumsum(probabilities)
-    i = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
+    cdf = probabilities.cumsum()
+    i = int(cdf.searchsorted(rng.random() * cdf[-1], side="right"))
     # guard against a uniform that lands on the exact top of the CDF
     return min(i, len(probabilities) - 1)
 
@@ -91,10 +91,10 @@ def sample_index(probabilities: np.ndarray, rng: np.random.Generator) -> int:
 def tie_split(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Greedy distribution: the best allowed score(s), ties sharing the mass equally."""
     masked = np.where(mask, scores, -np.inf)
-    best = masked.max()
+    best = masked[masked.argmax()]
     tol = 1e-12 * (1.0 + abs(best)) if np.isfinite(best) else 0.0
     top = masked >= best - tol
-    return top / top.sum()
+    return top / np.count_nonzero(top)
 
 
 class BasePolicy(BaseEstimator):  # type: ignore[misc]

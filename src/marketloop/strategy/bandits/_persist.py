@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from marketloop.exceptions import ConfigError, describe
+from marketloop.strategy.bandits._actions import ActionSet
 
 if TYPE_CHECKING:
     from marketloop.strategy.bandits._base import BasePolicy
@@ -44,8 +45,8 @@ def _encode(value: object) -> object:
         return {str(k): _encode(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_encode(v) for v in value]
-    if hasattr(value, "to_records"):  # ActionSet
-        return {"__actions__": value.to_records()}
+    if isinstance(value, ActionSet):
+        return {"__actions__": _encode(value.to_dict())}
     return value
 
 
@@ -54,9 +55,8 @@ def _decode(value: object) -> object:
         if "__array__" in value:
             return np.asarray(value["__array__"], dtype=np.dtype(value.get("dtype", "<f8")))
         if "__actions__" in value:
-            from marketloop.strategy.bandits._actions import ActionSet
-
-            return ActionSet(value["__actions__"])
+            spec = value["__actions__"]
+            return ActionSet(spec["actions"], cyclic=spec.get("cyclic"))
         return {k: _decode(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_decode(v) for v in value]
