@@ -112,9 +112,9 @@ def distinct_rows(*columns: Array) -> tuple[list[Array], Array]:
     """
     codes, uniques = [], []
     for col in columns:
-        code, unique = pd.factorize(col)
-        codes.append(code.astype(np.int64, copy=False))
-        uniques.append(np.asarray(unique))
+        code, unique = column_codes(col)
+        codes.append(code)
+        uniques.append(unique)
     sizes = [max(len(u), 1) for u in uniques]
     if math.prod(sizes) >= 2**62:  # cannot pack: re-code the key after each column
         key = np.zeros(len(columns[0]), dtype=np.int64)
@@ -132,6 +132,26 @@ def distinct_rows(*columns: Array) -> tuple[list[Array], Array]:
         rows.append(unique[code])
     counts = np.bincount(key_code, minlength=len(rows[0])).astype(float)
     return rows[::-1], counts
+
+
+def column_codes(values: Array) -> tuple[NDArray[np.int64], Array]:
+    """Codes of a column's values and the values coded, ``values == uniques[codes]``.
+
+    Small non-negative whole numbers (frequencies, days) are their own codes, with every
+    value up to the largest listed; anything else is hashed.
+    """
+    if values.dtype.kind == "f" and len(values) and values[:64].min() >= 0:
+        top = values.max()
+        if top < _MAX_DIRECT_CODE and values.min() >= 0:
+            code = values.astype(np.int64)
+            if np.array_equal(code[:64], values[:64]) and np.array_equal(code, values):
+                return code, np.arange(int(top) + 1, dtype=values.dtype)
+    code, unique = pd.factorize(values)
+    return code.astype(np.int64, copy=False), np.asarray(unique)
+
+
+#: Largest whole number :func:`column_codes` uses as its own code (a table of 4 MB).
+_MAX_DIRECT_CODE = 2**19
 
 
 def _distinct_by_first(

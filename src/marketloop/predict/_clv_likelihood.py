@@ -14,6 +14,8 @@ from numpy.typing import NDArray
 from scipy.integrate import quad
 from scipy.special import betaln, digamma, expit, gammaln, hyp2f1, polygamma
 
+from marketloop.predict._clv_base import column_codes
+
 Array = NDArray[np.float64]
 
 
@@ -36,8 +38,8 @@ class Rows:
         return BetaGeoSums(self, weight)
 
 
-def _factorize(values: Array) -> tuple[NDArray[np.intp], Array]:
-    codes, uniques = pd.factorize(values)
+def _factorize(values: Array) -> tuple[NDArray[np.int64], Array]:
+    codes, uniques = column_codes(values)
     return codes, np.asarray(uniques, dtype=float)
 
 
