@@ -93,7 +93,12 @@ class RewardModel:
         if log.binary_reward:
             if np.unique(part.reward).size < 2:  # a fold of no clicks: predict its rate
                 return _Constant(float(part.reward.mean()))
-            model = LogisticRegression(C=self.C, max_iter=2000)
+            previous = getattr(self, "_previous", None)
+            if isinstance(previous, LogisticRegression) and previous.n_features_in_ == X.shape[1]:
+                model = previous  # warm start: a resample's optimum is near the last one
+            else:
+                model = LogisticRegression(C=self.C, max_iter=2000, warm_start=True)
+            self._previous = model
         else:
             model = Ridge(alpha=1.0 / self.C)
         return model.fit(X, part.reward)
