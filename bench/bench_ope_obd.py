@@ -118,6 +118,7 @@ def main() -> None:
             print(
                 f"{'':23} ESS of the weights {ours.ess:,.0f} of {log.n_rounds:,}; max weight "
                 f"{ours.max_weight:,.0f}; DR lambda {ours.estimates['dr'].info['lambda']:.3g}; "
+                f"reward model {ours.reward_model}; "
                 f"marketloop {ours_s:.1f}s (200 bootstrap refits), obp {peer_s:.1f}s (point only)"
             )
 

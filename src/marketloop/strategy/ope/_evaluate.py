@@ -46,6 +46,8 @@ class Evaluation:
     ess: float
     max_weight: float
     gate_estimator: str = "dr"
+    #: The reward model's chosen settings (``C``, ``interactions``).
+    reward_model: dict[str, object] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -65,6 +67,7 @@ class Evaluation:
             "len_list": self.len_list,
             "ess": self.ess,
             "max_weight": self.max_weight,
+            "reward_model": self.reward_model,
             "notes": self.notes,
         }
 
@@ -197,6 +200,7 @@ def evaluate_policy(
         log.len_list,
         ess_all,
         float(weights.max()),
+        reward_model={"C": model.C_, "interactions": model.interactions_},
         notes=notes,
     )
 
@@ -206,7 +210,7 @@ def _bootstrap(
 ) -> dict[str, np.ndarray]:
     """Each estimator over ``n`` resamples of rows, the reward model refitted on each."""
     rng = np.random.default_rng(seed)
-    refit = RewardModel(C=model.C, n_folds=1, max_interactions=model.max_interactions)
+    refit = model.fitted_copy(n_folds=1)
     out = {name: np.empty(n) for name in ESTIMATORS}
     for b in range(n):
         rows = rng.integers(0, log.n_rounds, log.n_rounds)
