@@ -5,16 +5,19 @@ simulator, which would spend minutes on orders nobody reads here): lambda ~ Gamm
 per week, p ~ Beta(a, b), T a whole number of days (1-365) in weeks, N ~ Poisson(lambda T),
 dropout at the J-th purchase, J ~ Geometric(p), x = min(N, J), recency the x-th of N uniform
 purchase times rounded to the day. All three fit the same (frequency, recency, T) frame:
-``BetaGeoModel().fit`` (maximum likelihood over distinct rows, analytic gradient),
-``lifetimes.BetaGeoFitter(penalizer_coef=0).fit`` and ``pymc_marketing.clv.BetaGeoModel``
-with flat priors on r, alpha, a, b and ``fit(method="map")``, which is maximum likelihood.
-pymc-marketing runs twice: the first run includes compiling the model.
+``BetaGeoModel().fit`` (maximum likelihood summed over distinct rows, Newton steps with the
+analytic Hessian), ``lifetimes.BetaGeoFitter(penalizer_coef=0).fit`` and
+``pymc_marketing.clv.BetaGeoModel`` with flat priors on r, alpha, a, b and
+``fit(method="map")``, which is maximum likelihood.
+pymc-marketing runs twice: the first run includes compiling the model. The machine's load
+average is printed before and after: on a shared 2-core machine it moves every timing.
 
 Run: .venv/bin/python bench/bench_clv.py [n_customers]
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import warnings
@@ -79,6 +82,7 @@ def max_rel_diff(a: dict[str, float], b: dict[str, float]) -> float:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    print("load average (1, 5, 15 min) before: " + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
     data = draw(n)
     distinct = len(data[["frequency", "recency", "T"]].drop_duplicates())
     print(f"bgnbd fit n_customers={n:,} distinct_rows={distinct:,} "
@@ -105,6 +109,7 @@ def main() -> None:
     for name, t, p in peers:
         print(f"{name:<14}{t:7.2f}s  " + " ".join(f"{k}={p[k]:.4f}" for k in NAMES)
               + f"  speedup={t / t_ours:.1f}x  max_rel_param_diff={max_rel_diff(p_ours, p):.2e}")
+    print("load average (1, 5, 15 min) after: " + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
 
 
 if __name__ == "__main__":

@@ -91,8 +91,8 @@ def bgnbd_loglik_grad_rows(params: Array, rows: Rows) -> tuple[Array, Array]:
 class BetaGeoSums:
     """The BG/NBD log-likelihood of weighted distinct rows, summed, with gradient and Hessian.
 
-    Per row, ln L = B(x) + r ln(alpha) - (r+x) ln(alpha+T) + 1{x>0} softplus(d), with
-    B(x) = ln Gamma(r+x) - ln Gamma(r) + ln B(a, b+x) - ln B(a, b) and
+    Per row, ln L = c(x) + r ln(alpha) - (r+x) ln(alpha+T) + 1{x>0} softplus(d), with
+    c(x) = ln Gamma(r+x) - ln Gamma(r) + ln B(a, b+x) - ln B(a, b) and
     d = ln a - ln(b+x-1) + (r+x) (ln(alpha+T) - ln(alpha+t_x)), the log of the ratio of the
     two bracket terms of Fader, Hardie & Lee (2005), eq. (6). Everything but the softplus
     is summed per distinct x and per distinct T from weights aggregated once; the terms of

@@ -23,7 +23,7 @@ from marketloop.predict._clv_base import (
 _PENALTY = 1e6
 
 #: Newton iterations before the quasi-Newton fallback takes over (a fit from the default
-#: start takes 6-10; more means the likelihood has no interior maximum to find).
+#: start takes 6-8; more means the likelihood has no interior maximum to find).
 _MAX_NEWTON_ITER = 100
 
 #: Summary time units per month in :meth:`RepeatPurchaseModel.clv`, as lifetimes uses them.
