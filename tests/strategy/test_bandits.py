@@ -12,9 +12,20 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sklearn.base import clone
 
-from marketloop.exceptions import ConfigError, PolicyViolation
-from marketloop.strategy.bandits import BernoulliTS, Uniform, load_policy
+from marketloop.exceptions import ConfigError, PolicyViolation, SchemaError
+from marketloop.strategy.bandits import (
+    ActionSet,
+    BernoulliTS,
+    EpsilonGreedy,
+    LinTS,
+    LinUCB,
+    Uniform,
+    VWPolicy,
+    load_policy,
+)
+from marketloop.strategy.bandits._gauss import independent_max_probabilities
 
 N_SIM = 100_000
 
@@ -176,18 +187,6 @@ def test_missing_policy_file_is_a_config_error(tmp_path) -> None:
 
 
 # -- contextual policies ------------------------------------------------------------------------
-from sklearn.base import clone  # noqa: E402
-
-from marketloop.exceptions import SchemaError  # noqa: E402
-from marketloop.strategy.bandits import (  # noqa: E402
-    ActionSet,
-    EpsilonGreedy,
-    LinTS,
-    LinUCB,
-    VWPolicy,
-)
-from marketloop.strategy.bandits._gauss import independent_max_probabilities  # noqa: E402
-
 K, D = 4, 3
 W_TRUE = np.array([[0.5, 0.0, 0.0], [0.0, 0.6, 0.0], [0.0, 0.0, 0.7], [-0.3, -0.3, 0.2]])
 POLICIES = {

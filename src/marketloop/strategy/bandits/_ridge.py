@@ -108,13 +108,14 @@ class SharedRidge:
     def latent(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean and covariance of ``g = Theta' z``: every action's score is ``F @ g``."""
         mean = z @ self.theta.reshape(self.dz, self.df)
-        block = self.A_inv.reshape(self.dz, self.df, self.dz, self.df)
-        cov = np.einsum("i,ijkl,k->jl", z, block, z, optimize=True)
+        block = self.A_inv.reshape(self.dz, self.df * self.dz * self.df)
+        half = (z @ block).reshape(self.df, self.dz, self.df)      # two BLAS contractions
+        cov = np.tensordot(half, z, axes=(1, 0))
         return mean, 0.5 * (cov + cov.T)
 
     def mean_var(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mean, cov = self.latent(z)
-        var = np.einsum("aj,jl,al->a", self.F, cov, self.F)
+        var = ((self.F @ cov) * self.F).sum(axis=1)
         return self.F @ mean, np.maximum(var, 0.0)
 
     def mean_var_batch(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

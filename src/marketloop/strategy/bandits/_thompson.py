@@ -48,7 +48,7 @@ class LinTS(LinearPolicy):
         Prior precision (L2 penalty) of the coefficients.
     fit_intercept : bool, default=True
         Prepend a constant feature to the context.
-    n_draws : int, default=2048
+    n_draws : int, default=1024
         Monte Carlo draws of the shared model's probabilities.
     min_exploration : float, default=0.0
         Share of probability spread over the allowed actions.
@@ -77,7 +77,7 @@ class LinTS(LinearPolicy):
     """
 
     def __init__(self, actions: Actions, *, scale: float = 1.0, model: Model = "disjoint",
-                 ridge: float = 1.0, fit_intercept: bool = True, n_draws: int = 2048,
+                 ridge: float = 1.0, fit_intercept: bool = True, n_draws: int = 1024,
                  min_exploration: float = 0.0,
                  forbidden: Mapping[str, Sequence[int]] | None = None,
                  max_discount: float | None = None, propensity_weighting: bool = False,
