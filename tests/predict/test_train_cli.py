@@ -140,3 +140,35 @@ def test_train_refuses_a_label_window_beyond_the_data(shop, tmp_path) -> None:
                         "--models-dir", str(tmp_path / "m"))
     assert result.returncode == 2
     assert "last order" in result.stderr and not list((tmp_path).glob("m/*.pkl"))
+
+
+@pytest.mark.postgres
+def test_predict_on_postgresql_writes_the_same_predictions(shop, trained, predicted, pg_url):
+    """The models trained on DuckDB score the same shop on PostgreSQL to the same numbers."""
+    import pandas as pd
+    import psycopg
+
+    root, _ = shop
+    models, _ = trained
+    result = marketloop("ingest", str(root / "export"), "--warehouse", pg_url)
+    assert result.returncode == 0, result.stderr
+    result = marketloop("predict", "--as-of", PREDICT_AS_OF, "--warehouse", pg_url,
+                        "--models-dir", str(models), "--json")
+    assert result.returncode == 0, result.stderr
+    assert [m["rows"] for m in json.loads(result.stdout)["models"]] == [
+        m["rows"] for m in predicted["models"]
+    ]
+    base, _, options = pg_url.partition("?options=-csearch_path%3D")
+    with psycopg.connect(base) as con:
+        columns = "customer_id, model, quantity, value, model_version"
+        rows = con.execute(f'SELECT {columns} FROM "{options}".predictions').fetchall()
+    ours = pd.DataFrame(rows, columns=["customer_id", "model", "quantity", "value", "version"])
+    want = pd.DataFrame(
+        _rows(root, "SELECT customer_id, model, quantity, value, model_version FROM predictions"),
+        columns=ours.columns,
+    )
+    key = ["customer_id", "model", "quantity"]
+    both = want.merge(ours, on=key, suffixes=("_duckdb", "_pg"), validate="one_to_one")
+    assert len(both) == len(want) == len(ours)
+    assert (both.version_duckdb == both.version_pg).all()
+    assert abs(both.value_duckdb - both.value_pg).max() < 1e-9
