@@ -383,3 +383,30 @@ def test_clone_keeps_parameters_and_forgets_state() -> None:
     fresh = clone(policy)
     assert fresh.get_params() == policy.get_params()
     assert not hasattr(fresh, "model_")
+
+
+@pytest.mark.parametrize("name", [*POLICIES, "bernoulli_ts", "vw"])
+def test_pickle_round_trip_keeps_decisions(name: str) -> None:
+    import pickle
+
+    rng = np.random.default_rng(0)
+    X, a = rng.normal(size=(100, D)), rng.integers(0, K, 100)
+    if name == "bernoulli_ts":
+        policy, X = BernoulliTS(K, random_state=0), None
+        r = rng.random(100) < 0.3
+    else:
+        policy = VWPolicy(K, random_state=0) if name == "vw" else POLICIES[name]()
+        r = rng.normal(size=100)
+    policy.fit(X, a, r.astype(float))
+    copy = pickle.loads(pickle.dumps(policy))
+    X_new = None if X is None else X[:10]
+    np.testing.assert_array_equal(copy.action_probabilities(X_new),
+                                  policy.action_probabilities(X_new))
+    x = None if X is None else X[0]
+    assert copy.choose(x, rng=7).action == policy.choose(x, rng=7).action
+
+
+def test_no_learned_attributes_before_use() -> None:
+    for policy in [*(make() for make in POLICIES.values()), BernoulliTS(3), Uniform(3),
+                   VWPolicy(3)]:
+        assert not [k for k in vars(policy) if k.endswith("_")], type(policy).__name__

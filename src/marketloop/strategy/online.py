@@ -11,6 +11,7 @@ world's state; regret is the true expected profit the policy left on the table.
 from __future__ import annotations
 
 import itertools
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Literal, Protocol
 
@@ -185,7 +186,8 @@ def play_season(
     for i, (name, policy) in enumerate(runs.items()):
         if policy == "ab":
             policy = Uniform(len(actions))
-        rng = np.random.default_rng([seed, 2, i])
+        # a stream per policy name: a policy's draws do not depend on who else runs
+        rng = np.random.default_rng([seed, 2, zlib.crc32(name.encode())])
         env = env_factory() if i else probe
         for day, pos in enumerate(days):
             logs.append(_play_day(env, policy, name, day, pos, ids, static, frame, margin, rng))
