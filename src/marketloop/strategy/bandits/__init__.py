@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from marketloop.strategy.bandits._actions import ActionSet
 from marketloop.strategy.bandits._base import BasePolicy, Choice
-from marketloop.strategy.bandits._bernoulli import BernoulliTS, Uniform
+from marketloop.strategy.bandits._bernoulli import BernoulliTS
 from marketloop.strategy.bandits._greedy import EpsilonGreedy
 from marketloop.strategy.bandits._linear import LinearPolicy
 from marketloop.strategy.bandits._persist import load_policy
 from marketloop.strategy.bandits._thompson import LinTS
 from marketloop.strategy.bandits._ucb import LinUCB
+from marketloop.strategy.bandits._uniform import Uniform
 from marketloop.strategy.bandits._vw import VWPolicy
 
 __all__ = [

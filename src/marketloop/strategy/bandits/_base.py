@@ -80,6 +80,24 @@ def require_some(mask: np.ndarray, *, where: str) -> None:
             "Allow more actions or relax the guardrails."))
 
 
+def check_int(owner: object, name: str, value: object, low: int) -> int:
+    """``value`` as an int >= ``low``, or the parameter's :class:`ConfigError`."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise ConfigError(
+            f"The {name!r} parameter of {type(owner).__name__} must be an int >= {low}. "
+            f"Got {value!r} instead.")
+    return int(value)
+
+
+def n_rows(X: object) -> int:
+    """Rows of a context matrix; a context-free policy only needs the count."""
+    if X is None:
+        return 1
+    if isinstance(X, int | np.integer):
+        return int(X)
+    return len(X)  # type: ignore[arg-type]
+
+
 def sample_index(probabilities: np.ndarray, rng: np.random.Generator) -> int:
     """Draw one index from ``probabilities`` (inverse CDF on a single uniform)."""
     cdf = probabilities.cumsum()

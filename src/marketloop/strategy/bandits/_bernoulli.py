@@ -1,10 +1,10 @@
-"""Context-free slate policies: Bernoulli Thompson sampling and uniform random.
+"""Bernoulli Thompson sampling over items, as a context-free slate policy.
 
 :class:`BernoulliTS` keeps a Beta posterior per item and shows, at each round, the
 ``len_list`` items with the largest posterior draws. :meth:`BernoulliTS.action_dist`
 reproduces Open Bandit Pipeline's ``BernoulliTS.compute_batch_action_dist`` (same Monte
 Carlo, same random stream), so off-policy estimates on the Open Bandit Dataset agree with
-obp's; :class:`Uniform` is obp's ``Random``.
+obp's.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from marketloop.strategy.bandits._base import (
     BasePolicy,
     Choice,
     allowed_mask,
+    check_int,
+    n_rows,
     require_some,
 )
 from marketloop.strategy.bandits._persist import register, state_array
@@ -27,23 +29,6 @@ from marketloop.strategy.bandits._persist import register, state_array
 #: Seed of the cached posterior draws behind ``choose`` and ``action_probabilities``.
 MC_SEED = 12345
 _CHUNK = 8_192  # rows of draws at a time: bounded memory, same stream as one big draw
-
-
-def _check_int(owner: object, name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise ConfigError(
-            f"The {name!r} parameter of {type(owner).__name__} must be an int >= {low}. "
-            f"Got {value!r} instead.")
-    return int(value)
-
-
-def _n_rows(X: object) -> int:
-    """Rows of a context matrix; a context-free policy only needs the count."""
-    if X is None:
-        return 1
-    if isinstance(X, int | np.integer):
-        return int(X)
-    return len(X)  # type: ignore[arg-type]
 
 
 def _logged(actions: Sequence[int] | np.ndarray, rewards: Sequence[float] | np.ndarray,
@@ -139,9 +124,9 @@ class BernoulliTS(BasePolicy):
 
     # -- state -------------------------------------------------------------------------
     def _prior(self) -> tuple[np.ndarray, np.ndarray]:
-        k = _check_int(self, "n_actions", self.n_actions, 1)
-        _check_int(self, "len_list", self.len_list, 1)
-        _check_int(self, "n_sim", self.n_sim, 1)
+        k = check_int(self, "n_actions", self.n_actions, 1)
+        check_int(self, "len_list", self.len_list, 1)
+        check_int(self, "n_sim", self.n_sim, 1)
         if self.len_list > k:
             raise ConfigError(f"The 'len_list' parameter of BernoulliTS must be at most "
                               f"n_actions={k}. Got {self.len_list!r} instead.")
@@ -252,7 +237,7 @@ class BernoulliTS(BasePolicy):
             Identical rows summing to 1, from the ``n_sim`` cached draws (fixed seed).
         """
         row = self._top_probabilities(self._mask(allowed))
-        return np.tile(row, (_n_rows(X), 1))
+        return np.tile(row, (n_rows(X), 1))
 
     def _mask(self, allowed: Allowed) -> np.ndarray:
         self._ensure()
@@ -330,8 +315,8 @@ class BernoulliTS(BasePolicy):
         numpy.ndarray of shape (n_rounds, n_actions, len_list)
             Each ``[t, :, k]`` sums to 1.
         """
-        _check_int(self, "n_rounds", n_rounds, 1)
-        _check_int(self, "n_sim", n_sim, 1)
+        check_int(self, "n_rounds", n_rounds, 1)
+        check_int(self, "n_sim", n_sim, 1)
         self._ensure()
         k = len(self.alpha_)
         counts = np.zeros((k, self.len_list))
@@ -359,78 +344,3 @@ class BernoulliTS(BasePolicy):
             raise ConfigError(describe(where, "positive alpha and beta", "a value <= 0"))
         self.counts_ = state_array(state, "counts", (k,), where=where).astype(np.int64)
         self.n_updates_ = int(state.get("n_updates", 0))  # type: ignore[call-overload]
-
-
-@register("uniform")
-class Uniform(BasePolicy):
-    """Uniform random policy: every allowed action equally likely (obp's ``Random``).
-
-    Also the fixed A/B/n split of an experiment: each arm gets the same share.
-
-    Parameters
-    ----------
-    n_actions : int
-        Number of actions.
-    len_list : int, default=1
-        Slots per round; a slate is a uniformly random ordered subset.
-    random_state : int or None, default=None
-        Seed of :meth:`choose`'s stream when no ``rng`` is passed.
-
-    Examples
-    --------
-    >>> from marketloop.strategy.bandits import Uniform
-    >>> Uniform(4).choose(allowed=[1, 3], rng=0).propensity
-    0.5
-    """
-
-    def __init__(self, n_actions: int, *, len_list: int = 1,
-                 random_state: int | None = None) -> None:
-        self.n_actions = n_actions
-        self.len_list = len_list
-        self.random_state = random_state
-
-    def _mask(self, allowed: Allowed) -> np.ndarray:
-        k = _check_int(self, "n_actions", self.n_actions, 1)
-        _check_int(self, "len_list", self.len_list, 1)
-        mask = allowed_mask(allowed, k, where=f"{type(self).__name__}.choose")
-        require_some(mask, where=f"{type(self).__name__}.choose")
-        return mask
-
-    def fit(self, X: object, actions: object, rewards: object,
-            propensities: object = None) -> Self:
-        """Nothing to learn; returns ``self``."""
-        return self
-
-    def partial_fit(self, X: object, actions: object, rewards: object,
-                    propensities: object = None) -> Self:
-        """Nothing to learn; returns ``self``."""
-        return self
-
-    def update(self, x: object, action: int, reward: float) -> None:
-        """Nothing to learn."""
-
-    def action_probabilities(self, X: object = None, allowed: Allowed = None) -> np.ndarray:
-        """``1 / n_allowed`` for every allowed action, one row per context."""
-        mask = self._mask(allowed)
-        return np.tile(mask / mask.sum(), (_n_rows(X), 1))
-
-    def choose(self, x: object = None, allowed: Allowed = None,
-               rng: np.random.Generator | int | None = None) -> Choice:
-        """A uniformly random allowed action (and slate)."""
-        mask = self._mask(allowed)
-        idx = np.flatnonzero(mask)
-        n_show = min(self.len_list, len(idx))
-        slate = tuple(int(i) for i in self._generator(rng).choice(idx, n_show, replace=False))
-        probs = mask / mask.sum()
-        return Choice(slate[0], float(probs[slate[0]]), probs, slate)
-
-    def action_dist(self, n_rounds: int = 1) -> np.ndarray:
-        """``1 / n_actions`` for every (round, item, position), as obp's ``Random``."""
-        k = _check_int(self, "n_actions", self.n_actions, 1)
-        return np.full((n_rounds, k, self.len_list), 1.0 / k)
-
-    def _state_dict(self) -> dict[str, object]:
-        return {}
-
-    def _load_state(self, state: dict[str, object], *, where: str) -> None:
-        self._mask(None)
