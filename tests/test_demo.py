@@ -26,7 +26,7 @@ def test_demo_writes_a_self_contained_report_and_catches_every_broken_row(tmp_pa
     assert read == accepted + duplicates + quarantined
     assert broken > 0 and caught == broken
     html = (out / "report.html").read_text(encoding="utf-8")
-    assert html.count("<svg") >= 8
+    assert html.count("<svg") >= 11
     assert "<script" not in html and "http://" not in html.replace("http://www.w3.org", "")
     for text in (
         "Ingest: every row accounted for",
@@ -34,9 +34,12 @@ def test_demo_writes_a_self_contained_report_and_catches_every_broken_row(tmp_pa
         "champions",
         "Customer lifetime value",
         "Churn lift",
+        "Learning offers online",
     ):
         assert text in html
     assert (out / "marketloop.duckdb").exists()
+    seasons = re.findall(r"season: (\S+) profit ([\d,]+) vs A/B/n test ([\d,]+)", result.stdout)
+    assert {name for name, _, _ in seasons} == {"LinUCB", "epsilon-greedy"}
     # a second run starts from a fresh warehouse and gives the same accounting
     again = marketloop(*DEMO, "--out", str(out))
     assert again.returncode == 0 and found.group(0) in again.stdout

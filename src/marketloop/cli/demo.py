@@ -50,5 +50,15 @@ def demo(
         f"{int(result.segments.customers.sum()):,} customers",
         markup=False,
     )
+    if result.season is not None:
+        final = result.season.final()
+        ab = final.loc["A/B/n test", "cum_profit"]
+        for name in final.index.drop(["A/B/n test", "oracle"]):
+            console.print(
+                f"season: {name} profit {final.loc[name, 'cum_profit']:,.0f} vs A/B/n test "
+                f"{ab:,.0f} ({final.loc[name, 'cum_profit'] / ab - 1:+.1%}); regret vs oracle "
+                f"{final.loc[name, 'cum_regret']:,.0f}",
+                markup=False,
+            )
     timing = ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
     console.print(f"report: {result.report_path} ({timing})", markup=False)
