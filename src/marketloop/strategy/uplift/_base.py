@@ -236,7 +236,9 @@ class UpliftModel(BaseEstimator):
         for c in self.feature_names_in_:
             col = frame[c]
             if c in self.categories_:
-                out[c] = pd.Categorical(col.astype(object), categories=self.categories_[c])
+                known = col.astype(object)
+                known = known.where(known.isin(self.categories_[c]))  # unseen -> missing
+                out[c] = pd.Categorical(known, categories=self.categories_[c])
             elif _numeric(col):
                 out[c] = col.astype(np.float64)
             else:

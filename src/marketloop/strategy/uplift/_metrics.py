@@ -182,9 +182,14 @@ def ideal_uplift_area(y: np.ndarray, t: np.ndarray) -> tuple[float, float]:
 
 
 def normalised(area: float, ideal: tuple[float, float]) -> float:
-    """``(area - diagonal) / (ideal - diagonal)``: 0 for random, 1 for the ideal ranking."""
+    """``(area - diagonal) / (ideal - diagonal)``: 0 for random, 1 for the ideal ranking.
+
+    NaN (or infinite) when the ideal ranking is no better than the diagonal, as in
+    scikit-uplift: the rows hold nothing a ranking could gain.
+    """
     top, diagonal = ideal
-    return (area - diagonal) / (top - diagonal)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.float64(area - diagonal) / np.float64(top - diagonal))
 
 
 def qini_coefficient(y: object, uplift: object, treatment: object, *,
