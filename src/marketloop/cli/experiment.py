@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from marketloop.cli._app import WarehouseOption, app, console, err_console, warehouse_url
-from marketloop.exceptions import ConfigError, IngestError, SchemaError, describe
+from marketloop.cli._files import read_frame
+from marketloop.exceptions import ConfigError, SchemaError, describe
 
 experiment_app = typer.Typer(
     help="Randomised experiments: sample size, and the analysis of a finished test.",
@@ -88,7 +89,7 @@ def analyse(
 
     planned = _weights(weights)
     if file is not None:
-        frame = _read(file)
+        frame = read_frame(file)
         for col in [arm_col, outcome_col, *([pre_col] if pre_col else [])]:
             if col not in frame.columns:
                 raise SchemaError(
@@ -132,22 +133,6 @@ def _weights(text: str | None) -> dict[str, float] | None:
         except ValueError:
             raise ConfigError(describe("--weights", "label=number pairs", repr(part))) from None
     return out
-
-
-def _read(path: Path):  # noqa: ANN202 - a pandas DataFrame
-    import pandas as pd
-
-    if not path.is_file():
-        raise IngestError(describe(str(path), "an existing file", "nothing at that path"))
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            return pd.read_parquet(path).astype("string")
-        return pd.read_csv(path, dtype=str, keep_default_na=False, compression="infer")
-    except Exception as exc:  # pandas, pyarrow, zlib: not a readable table
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise IngestError(
-            describe(str(path), "a CSV (plain or .gz) or Parquet file", first)
-        ) from None
 
 
 def _table(result) -> None:  # noqa: ANN001 - an ExperimentResult

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
+from marketloop._validation import check_fitted
 from marketloop.strategy.uplift._base import UpliftModel, predict_outcome
 
 
@@ -82,6 +83,17 @@ class TLearner(UpliftModel):
     def _predict_arms(self, X: pd.DataFrame) -> np.ndarray:
         mu = [predict_outcome(m, X, binary=self._binary()) for m in self.models_]
         return np.column_stack([m - mu[0] for m in mu[1:]])
+
+    def control_outcome(self, X: pd.DataFrame | np.ndarray) -> pd.Series:
+        """Expected outcome without treatment (the control arm's model), per row.
+
+        For a binary outcome, P(convert | no contact): what a plan needs to price the
+        discount paid on orders that would have happened anyway.
+        """
+        check_fitted(self)
+        frame = self._encode(X, f"{type(self).__name__}.control_outcome", fitting=False)
+        values = predict_outcome(self.models_[0], frame, binary=self._binary())
+        return pd.Series(values, index=frame.index, name="control_outcome")
 
 
 class ClassTransformation(UpliftModel):
