@@ -68,18 +68,29 @@ def true_scores(truth: Truth, offers: OfferBook,
                 customers: pd.Index | None = None) -> pd.DataFrame:
     """The true scores: uplift and P(convert | treated) of every offer, true order value."""
     te = truth.treatment_effects
-    missing = [n for n in offers.names if n not in set(te["action"].astype(str))]
+    action = te["action"]
+    if not isinstance(action.dtype, pd.CategoricalDtype):
+        action = action.astype("category")
+    categories = [str(c) for c in action.cat.categories]
+    missing = [n for n in offers.names if n not in categories]
     if missing:
         raise SchemaError(describe("true_scores offers", "actions of the simulator's catalogue",
                                    f"{missing}", "Use simulator_offers(truth)."))
-    sub = te[te["action"].astype(str).isin(offers.names)]
-    wide = sub.pivot_table(index="customer_id", columns="action", values=["uplift", "p_convert"],
-                           observed=True, aggfunc="first")
-    out = pd.DataFrame(index=pd.Index(truth.customers.index.astype(str), name="customer_id"))
-    for name in offers.names:
-        out[f"uplift_{name}"] = wide[("uplift", name)].reindex(out.index).to_numpy()
-        out[f"p_treated_{name}"] = wide[("p_convert", name)].reindex(out.index).to_numpy()
-    out["order_value"] = truth.customers["mean_spend"].to_numpy(dtype=np.float64)
+    index = pd.Index(truth.customers.index.astype(str), name="customer_id")
+    row = index.get_indexer(te["customer_id"])
+    col = pd.Index(offers.names).get_indexer(
+        np.asarray(categories, dtype=object)[action.cat.codes.to_numpy()])
+    keep = (row >= 0) & (col >= 0)
+    shape = (len(index), len(offers.names))
+    uplift, p_convert = np.full(shape, np.nan), np.full(shape, np.nan)
+    uplift[row[keep], col[keep]] = te["uplift"].to_numpy(dtype=np.float64)[keep]
+    p_convert[row[keep], col[keep]] = te["p_convert"].to_numpy(dtype=np.float64)[keep]
+    columns: dict[str, np.ndarray] = {}
+    for j, name in enumerate(offers.names):
+        columns[f"uplift_{name}"] = uplift[:, j]
+        columns[f"p_treated_{name}"] = p_convert[:, j]
+    columns["order_value"] = truth.customers["mean_spend"].to_numpy(dtype=np.float64)
+    out = pd.DataFrame(columns, index=index)
     return out if customers is None else out.loc[customers]
 
 

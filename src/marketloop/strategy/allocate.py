@@ -339,9 +339,12 @@ def _column(frame: pd.DataFrame, name: str, *, low: float, high: float) -> pd.Se
     if name not in frame.columns:
         raise SchemaError(describe("scores", f"a column {name!r}",
                                    f"{', '.join(map(str, frame.columns))} ({name} missing)"))
-    values = pd.to_numeric(frame[name], errors="coerce").astype(np.float64)
+    raw = frame[name]
+    values = pd.to_numeric(raw, errors="coerce").astype(np.float64)
     bad = values.notna() & ~values.between(low, high)
-    bad |= values.isna() & frame[name].notna() & (frame[name].astype("string").str.strip() != "")
+    empty = values.isna() & raw.notna()
+    if empty.any():  # text that is not a number (a blank means: no estimate)
+        bad |= empty & (raw.astype("string").str.strip() != "")
     if bad.any():
         first = frame.index[bad.to_numpy()][0]
         raise SchemaError(describe(f"scores column {name}", f"numbers in [{low}, {high}]",
