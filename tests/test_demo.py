@@ -35,11 +35,18 @@ def test_demo_writes_a_self_contained_report_and_catches_every_broken_row(tmp_pa
         "Customer lifetime value",
         "Churn lift",
         "Learning offers online",
+        "Who is worth a coupon",
+        "Qini curves on the held-out half of the test",
     ):
         assert text in html
     assert (out / "marketloop.duckdb").exists()
     seasons = re.findall(r"season: (\S+) profit ([\d,]+) vs A/B/n test ([\d,]+)", result.stdout)
     assert {name for name, _, _ in seasons} == {"LinUCB", "epsilon-greedy"}
+    campaign = re.search(r"campaign: uplift plan (-?\d+)% of the oracle's true incremental "
+                         r"profit, RFM rule (-?\d+)%, random (-?\d+)%", result.stdout)
+    assert campaign, result.stdout
+    uplift, rfm, _random = (int(g) for g in campaign.groups())
+    assert uplift <= 100
     # a second run starts from a fresh warehouse and gives the same accounting
     again = marketloop(*DEMO, "--out", str(out))
     assert again.returncode == 0 and found.group(0) in again.stdout

@@ -60,5 +60,14 @@ def demo(
                 f"{final.loc[name, 'cum_regret']:,.0f}",
                 markup=False,
             )
+    if result.campaign is not None:
+        t = result.campaign.comparison.table
+        diff, low, high = result.campaign.uplift_vs_rfm
+        console.print(
+            f"campaign: uplift plan {t.loc['uplift', 'share']:.0%} of the oracle's true "
+            f"incremental profit, RFM rule {t.loc['rfm', 'share']:.0%}, random "
+            f"{t.loc['random', 'share']:.0%} (uplift - RFM {diff:+.0%} [{low:+.0%}, {high:+.0%}])",
+            markup=False,
+        )
     timing = ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
     console.print(f"report: {result.report_path} ({timing})", markup=False)

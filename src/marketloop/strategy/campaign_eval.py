@@ -12,7 +12,7 @@ on some customers, an uplift model fit on it, and the four plans for the other c
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -58,12 +58,16 @@ class PlanComparison:
         The budget every plan was given.
     plans : dict of str to Allocation
         The plans compared.
+    log : pandas.DataFrame or None
+        The randomised test the uplift model learnt from (``arm``, ``converted``, indexed
+        by ``customer_id``), when :func:`evaluate_on_simulator` ran one.
     """
 
     table: pd.DataFrame
     draws: dict[str, np.ndarray]
     budget: float
     plans: dict[str, Allocation] = field(default_factory=dict)
+    log: pd.DataFrame | None = None
 
     def difference(self, a: str, b: str, *, confidence: float = 0.95
                    ) -> tuple[float, float, float]:
@@ -378,8 +382,9 @@ def evaluate_on_simulator(
     if ceiling:
         profit, cost = ceiling_scores(shop, offers, test_ids, plan_ids, random_state=random_state)
         plans["observable_ceiling"] = allocate(profit, cost, budget=budget)
-    return compare_plans(plans, truth, offers, n_bootstrap=n_bootstrap,
-                         random_state=random_state)
+    result = compare_plans(plans, truth, offers, n_bootstrap=n_bootstrap,
+                           random_state=random_state)
+    return replace(result, log=log)
 
 
 def _cost(truth: Truth, offers: OfferBook, customers: pd.Index,
