@@ -13,6 +13,7 @@ from marketloop.cli import profile as _profile  # noqa: E402,F401  isort: skip
 from marketloop.cli import train as _train  # noqa: E402,F401  isort: skip
 from marketloop.cli import policy as _policy  # noqa: E402,F401  isort: skip
 from marketloop.cli import experiment as _experiment  # noqa: E402,F401  isort: skip
+from marketloop.cli import recommend as _recommend  # noqa: E402,F401  isort: skip
 from marketloop.cli import plan_campaign as _plan_campaign  # noqa: E402,F401  isort: skip
 
 
