@@ -40,9 +40,11 @@ def evaluate_command(
     seed: Annotated[int, typer.Option(help="Seed of the models and the bootstrap.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Split FILE by time, train every model, print recall, NDCG, MAP, coverage, long-tail
-    share and novelty at k, overall and by customer activity (1, 2-4, 5+ past purchases),
-    and the model to serve (the best one only if it beats popularity reliably).
+    """Split FILE by time, train every model and print the metric table.
+
+    Recall, NDCG, MAP, coverage, long-tail share and novelty at --k, overall and by customer
+    activity (1, 2-4, 5+ past purchases), and the model to serve: the best one only if it
+    beats popularity reliably (paired bootstrap over customers).
 
     Example: marketloop recommend evaluate ratings.csv.gz --user-col userId
     --item-col movieId --time-col timestamp --k 20 --models popularity,als --json
