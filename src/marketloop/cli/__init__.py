@@ -15,6 +15,7 @@ from marketloop.cli import policy as _policy  # noqa: E402,F401  isort: skip
 from marketloop.cli import experiment as _experiment  # noqa: E402,F401  isort: skip
 from marketloop.cli import recommend as _recommend  # noqa: E402,F401  isort: skip
 from marketloop.cli import plan_campaign as _plan_campaign  # noqa: E402,F401  isort: skip
+from marketloop.cli import serve as _serve  # noqa: E402,F401  isort: skip
 from marketloop.cli import plan_winback as _plan_winback  # noqa: E402,F401  isort: skip
 
 

@@ -1,0 +1,1 @@
+"""The execution layer: real-time decisions, triggers, channels and a durable outbox."""

@@ -1,0 +1,134 @@
+"""The HTTP contract of the decision service: request and response bodies (pydantic)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from marketloop.data.schema import EVENT_TYPES
+
+Id = Field(None, min_length=1, max_length=128, pattern=r"^[^\s\x00-\x1f]+$")
+ChannelName = Literal["app", "email", "push", "sms"]
+OutcomeKind = Literal["conversion", "revenue", "complaint", "unsubscribe", "click", "open"]
+EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
+
+
+class _Someone(BaseModel):
+    """A known customer (``customer_id``) or an anonymous visitor (``anonymous_id``)."""
+
+    customer_id: str | None = Id
+    anonymous_id: str | None = Id
+
+    @model_validator(mode="after")
+    def _one_id(self) -> _Someone:
+        if self.customer_id is None and self.anonymous_id is None:
+            raise ValueError("customer_id or anonymous_id is required")
+        return self
+
+    @property
+    def who(self) -> tuple[str, bool]:
+        """The id decisions are keyed by, and whether the customer is known."""
+        if self.customer_id is not None:
+            return self.customer_id, True
+        return f"anon:{self.anonymous_id}", False
+
+
+class EventIn(_Someone):
+    """One site or app event."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: EventType
+    event_id: str | None = Id
+    session_id: str | None = Id
+    ts: dt.datetime | None = None
+    product_id: str | None = Id
+    dwell_ms: int | None = Field(None, ge=0, le=86_400_000)
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class EventBatch(BaseModel):
+    """Several events in one request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[EventIn] = Field(min_length=1)
+
+
+class EventsAccepted(BaseModel):
+    accepted: int
+    fired: list[dict[str, Any]] = Field(default_factory=list)
+    request_id: str
+
+
+class DecideIn(_Someone):
+    """A decision request: who, where they are and what they do (``context``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    context: dict[str, Any] = Field(default_factory=dict)
+    channels: list[ChannelName] | None = Field(None, min_length=1)
+    campaign: str = Field("default", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+
+
+class Action(BaseModel):
+    offer: str
+    channel: ChannelName
+    format: str | None = None
+    product_id: str | None = None
+    send_at: str
+
+
+class DecisionOut(BaseModel):
+    decision_id: str
+    customer_id: str
+    ts: str
+    policy: str
+    action: Action | None
+    propensity: float
+    reasons: list[str]
+    campaign: str
+    degraded: bool
+    request_id: str | None = None
+    context: dict[str, Any] | None = None
+
+
+class OutcomeIn(BaseModel):
+    """What followed a decision."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision_id: str = Field(min_length=1, max_length=128)
+    kind: OutcomeKind
+    value: float | None = Field(None, allow_inf_nan=False)
+    ts: dt.datetime | None = None
+
+
+class OutcomeBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outcomes: list[OutcomeIn] = Field(min_length=1)
+
+
+class ConsentIn(BaseModel):
+    """A consent change for one channel and purpose."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: ChannelName
+    purpose: Literal["marketing", "personalisation"] = "marketing"
+    granted: bool
+
+
+class Accepted(BaseModel):
+    accepted: int
+    request_id: str
+    cancelled: int = 0
+
+
+class ErrorOut(BaseModel):
+    error: str
+    field: str | None = None
+    request_id: str | None = None

@@ -1,0 +1,51 @@
+"""What the service reads at start: a campaign plan file, and the warehouse's consents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from marketloop.exceptions import ConfigError, describe
+from marketloop.execution.state import State
+
+
+def load_plan(path: Path | None) -> dict[str, tuple[str, str]]:
+    """Customer id -> (offer, reason) of the customers a plan sends an offer to.
+
+    The plan is ``marketloop plan campaign``'s CSV (customer_id, offer, ..., reason).
+    """
+    if path is None:
+        return {}
+    import pandas as pd
+
+    if not Path(path).is_file():
+        raise ConfigError(describe(f"plan {path}", "a plan CSV (marketloop plan campaign)",
+                                   "nothing at that path"))
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as exc:  # pandas parser errors: not a CSV
+        raise ConfigError(describe(f"plan {path}", "a plan CSV",
+                                   str(exc).splitlines()[0])) from None
+    missing = [c for c in ("customer_id", "offer", "reason") if c not in frame.columns]
+    if missing:
+        raise ConfigError(describe(f"plan {path}", "columns customer_id, offer, reason",
+                                   f"{', '.join(frame.columns)} ({', '.join(missing)} missing)"))
+    sent = frame[frame["offer"].str.strip() != ""]
+    return dict(zip(sent["customer_id"], zip(sent["offer"], sent["reason"], strict=True),
+                    strict=True))
+
+
+async def load_consents(state: State, warehouse_url: str) -> int:
+    """Copy the warehouse's ``consents`` table into the state store; returns the rows."""
+    from marketloop.data.warehouse import connect, ensure_warehouse
+
+    con = connect(warehouse_url)
+    try:
+        ensure_warehouse(con)
+        rows = con.table("consents").select("customer_id", "channel", "purpose",
+                                            "granted").to_pyarrow().to_pylist()
+    finally:
+        con.disconnect()
+    for row in rows:
+        await state.set_consent(str(row["customer_id"]), str(row["channel"]),
+                                str(row["purpose"]), bool(row["granted"]))
+    return len(rows)

@@ -1,0 +1,170 @@
+"""The decision log: decisions, outcomes and site events into the warehouse, off the request path.
+
+The request path only appends to an in-memory queue (microseconds); a writer thread takes
+what has queued every ``flush_s`` seconds (or at 2,000 rows) and inserts it into the
+warehouse's ``decisions``, ``outcomes`` and ``events`` tables in one transaction per batch. A DuckDB
+file admits one writing process at a time, so the writer opens its connection per batch
+and retries while another worker holds the file (each worker of ``marketloop serve
+--workers N`` has its own writer); PostgreSQL takes them concurrently. On shutdown the queue
+is drained. A batch that cannot be written after retries is kept and retried with the next
+one; :attr:`pending` says how many rows wait.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import queue
+import threading
+import time
+from collections import deque
+
+import pandas as pd
+
+from marketloop.execution.decide import Decision
+
+DECISION_COLUMNS = ["decision_id", "customer_id", "ts", "policy", "action", "propensity",
+                    "reasons"]
+OUTCOME_COLUMNS = ["decision_id", "kind", "ts", "value"]
+EVENT_COLUMNS = ["event_id", "customer_id", "anonymous_id", "session_id", "ts", "type",
+                 "product_id", "dwell_ms"]
+_COLUMNS = {"decisions": DECISION_COLUMNS, "outcomes": OUTCOME_COLUMNS, "events": EVENT_COLUMNS}
+
+
+class DecisionLog:
+    """Batched writer of decisions and outcomes (see the module docstring).
+
+    Parameters
+    ----------
+    warehouse_url : str or None
+        Where to write; ``None`` keeps the rows in memory only (tests, benchmarks).
+    flush_s : float, default=0.5
+        Longest time a row waits in memory.
+    recent : int, default=10_000
+        Decisions kept in memory for ``GET /v1/decisions/{id}``.
+    """
+
+    def __init__(self, warehouse_url: str | None, *, flush_s: float = 0.5,
+                 recent: int = 10_000) -> None:
+        self.warehouse_url = warehouse_url
+        self.flush_s = flush_s
+        self._queue: queue.SimpleQueue[tuple[str, dict]] = queue.SimpleQueue()
+        self._recent: dict[str, dict] = {}
+        self._order: deque[str] = deque(maxlen=recent)
+        self._carry: list[tuple[str, dict]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.written = 0
+        self.errors = 0
+        self.last_error: str | None = None
+
+    def start(self) -> None:
+        """Start the writer thread (idempotent); creates missing warehouse tables."""
+        if self.warehouse_url is not None:
+            self._with_connection(_ensure)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="decision-log", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Write what is queued and stop the thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        self._flush()
+
+    def decision(self, d: Decision, context: dict | None = None) -> None:
+        """Queue a decision (and keep it for lookups)."""
+        row = {"decision_id": d.decision_id, "customer_id": d.customer_id,
+               "ts": d.ts.astimezone(dt.UTC).replace(tzinfo=None), "policy": d.policy,
+               "action": d.action, "propensity": d.propensity,
+               "reasons": json.dumps({"reasons": d.reasons, "context": context or {},
+                                      "campaign": d.campaign, "degraded": d.degraded},
+                                     default=str)}
+        body = d.to_json()
+        body["context"] = context or {}
+        self._recent[d.decision_id] = body
+        if len(self._order) == self._order.maxlen:
+            self._recent.pop(self._order[0], None)
+        self._order.append(d.decision_id)
+        self._queue.put(("decisions", row))
+
+    def outcome(self, decision_id: str, kind: str, value: float | None, ts: dt.datetime) -> None:
+        """Queue an outcome of a decision."""
+        self._queue.put(("outcomes", {"decision_id": decision_id, "kind": kind,
+                                      "ts": ts.astimezone(dt.UTC).replace(tzinfo=None),
+                                      "value": value}))
+
+    def event(self, row: dict) -> None:
+        """Queue a site event (the ``events`` table's columns, ``ts`` in UTC)."""
+        self._queue.put(("events", row))
+
+    def lookup(self, decision_id: str) -> dict | None:
+        """A recent decision as answered, or ``None`` (then the warehouse may have it)."""
+        return self._recent.get(decision_id)
+
+    @property
+    def pending(self) -> int:
+        """Rows not yet written."""
+        return self._queue.qsize() + len(self._carry)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_s):
+            self._flush()
+
+    def _flush(self) -> None:
+        rows = self._carry
+        self._carry = []
+        while len(rows) < 2_000:
+            try:
+                rows.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        if not rows or self.warehouse_url is None:
+            self.written += len(rows)
+            return
+        frames = {table: pd.DataFrame([r for t, r in rows if t == table], columns=columns)
+                  for table, columns in _COLUMNS.items()}
+        try:
+            self._with_connection(lambda con: _insert(con, frames))
+            self.written += len(rows)
+        except Exception as exc:  # kept for the next flush; reported by /healthz
+            self.errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self._carry = rows
+
+    def _with_connection(self, work) -> None:  # noqa: ANN001 - a callable of a connection
+        from marketloop.data.warehouse import connect
+
+        for attempt in range(20):
+            try:
+                con = connect(self.warehouse_url)
+            except Exception as exc:  # another process holds the DuckDB file: wait, retry
+                if attempt == 19 or "lock" not in str(exc).lower():
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+                continue
+            try:
+                work(con)
+            finally:
+                con.disconnect()
+            return
+
+
+def _ensure(con: object) -> None:
+    from marketloop.data.warehouse import ensure_warehouse
+
+    ensure_warehouse(con)  # type: ignore[arg-type]
+
+
+def _insert(con: object, frames: dict[str, pd.DataFrame]) -> None:
+    from marketloop.data.warehouse import transaction
+
+    with transaction(con):  # type: ignore[arg-type]
+        for table, frame in frames.items():
+            if len(frame):
+                con.insert(table, frame)  # type: ignore[attr-defined]
+
+
+__all__ = ["DecisionLog"]

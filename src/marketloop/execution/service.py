@@ -1,0 +1,266 @@
+"""The decision service: FastAPI routes over the decision pipeline, state and decision log.
+
+``create_app(config)`` builds the app; ``marketloop serve`` runs it under uvicorn. Routes:
+``POST /v1/events``, ``POST /v1/decide``, ``POST /v1/outcomes``, ``GET
+/v1/decisions/{id}``, ``PUT /v1/customers/{id}/consents``, ``GET /healthz``, ``GET
+/metrics`` (Prometheus text) and the OpenAPI page at ``/docs``. Every response carries an
+``X-Request-ID`` (the caller's, or a new one); error bodies carry it too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Body, Depends, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from marketloop.execution import _api
+from marketloop.execution._metrics import Metrics
+from marketloop.execution._startup import load_consents, load_plan
+from marketloop.execution.config import ApiKey, ServiceConfig
+from marketloop.execution.decide import Decider
+from marketloop.execution.decide import Request as DecisionRequest
+from marketloop.execution.log import DecisionLog
+from marketloop.execution.state import State, StateUnavailable, make_state
+
+
+@dataclass
+class Runtime:
+    """What the routes share: config, state, the decision pipeline, the log, the metrics."""
+
+    config: ServiceConfig
+    state: State
+    decider: Decider
+    log: DecisionLog
+    metrics: Metrics
+    keys: dict[str, ApiKey]
+
+
+def create_app(config: ServiceConfig, *, warehouse_url: str | None = None,
+               state_prefix: str = "ml") -> FastAPI:
+    """The service app for ``config``; ``warehouse_url`` overrides where the log goes."""
+    state = make_state(config.state, config.limits, prefix=state_prefix)
+    log = DecisionLog(warehouse_url or config.warehouse_url, flush_s=config.log_flush_s)
+    runtime = Runtime(config, state, Decider(config, state, load_plan(config.plan)), log,
+                      Metrics(), config.keys())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        log.start()
+        if config.load_consents and log.warehouse_url is not None:
+            await load_consents(state, log.warehouse_url)
+        yield
+        log.stop()
+        await state.close()
+
+    app = FastAPI(title="marketloop decision service", version="1", lifespan=lifespan,
+                  description="Events in, decisions out, under consent, caps and budgets.")
+    app.state.runtime = runtime
+    app.add_middleware(_RequestId, metrics=runtime.metrics)
+    _errors(app)
+    _routes(app, runtime)
+    return app
+
+
+def _scope(runtime: Runtime, scope: str):  # noqa: ANN202 - a FastAPI dependency
+    async def check(authorization: Annotated[str | None, Header()] = None,
+                    x_api_key: Annotated[str | None, Header()] = None) -> ApiKey:
+        token = x_api_key
+        if authorization is not None:
+            kind, _, value = authorization.partition(" ")
+            token = value.strip() if kind.lower() == "bearer" else None
+        if not token:
+            raise HTTPException(401, "missing API key: send 'Authorization: Bearer KEY' or "
+                                "'X-API-Key: KEY'", headers={"WWW-Authenticate": "Bearer"})
+        key = runtime.keys.get(token)
+        if key is None:
+            raise HTTPException(401, "unknown API key", headers={"WWW-Authenticate": "Bearer"})
+        if scope not in key.scopes:
+            raise HTTPException(403, f"the key {key.name!r} lacks the scope {scope!r}; it has "
+                                f"{', '.join(key.scopes) or 'none'}")
+        return key
+    return check
+
+
+def _routes(app: FastAPI, rt: Runtime) -> None:
+    events_key = Depends(_scope(rt, "events:write"))
+    decide_key = Depends(_scope(rt, "decide"))
+    admin_key = Depends(_scope(rt, "admin"))
+    responses: dict[int | str, dict[str, Any]] = {
+        c: {"model": _api.ErrorOut} for c in (400, 401, 403, 404, 413, 422, 503)}
+
+    @app.post("/v1/decide", response_model=_api.DecisionOut, responses=responses,
+              dependencies=[decide_key])
+    async def decide(body: _api.DecideIn, request: Request) -> dict[str, Any]:
+        started = time.perf_counter()
+        who, known = body.who
+        req = DecisionRequest(who, known, body.context,
+                              tuple(body.channels) if body.channels else
+                              ("app", "email", "push", "sms"), body.campaign)
+        decision = await rt.decider.decide(req)
+        rt.log.decision(decision, body.context)
+        rt.metrics.decided(decision, time.perf_counter() - started)
+        out = decision.to_json()
+        out["request_id"] = request.state.request_id
+        return out
+
+    @app.post("/v1/events", response_model=_api.EventsAccepted, status_code=202,
+              responses=responses, dependencies=[events_key])
+    async def events(request: Request,
+                     body: Annotated[_api.EventBatch | _api.EventIn, Body()]) -> dict[str, Any]:
+        batch = body.events if isinstance(body, _api.EventBatch) else [body]
+        if len(batch) > rt.config.max_batch:
+            raise HTTPException(413, f"events: expected at most {rt.config.max_batch} events "
+                                f"in one request; found {len(batch)}. Split the batch.")
+        now = dt.datetime.now(dt.UTC)
+        for event in batch:
+            rt.log.event(_event_row(event, now))
+            rt.metrics.event(event.type)
+        return {"accepted": len(batch), "fired": [], "request_id": request.state.request_id}
+
+    @app.post("/v1/outcomes", response_model=_api.Accepted, status_code=202,
+              responses=responses, dependencies=[events_key])
+    async def outcomes(request: Request,
+                       body: Annotated[_api.OutcomeBatch | _api.OutcomeIn, Body()]
+                       ) -> dict[str, Any]:
+        batch = body.outcomes if isinstance(body, _api.OutcomeBatch) else [body]
+        if len(batch) > rt.config.max_batch:
+            raise HTTPException(413, f"outcomes: expected at most {rt.config.max_batch} in one "
+                                f"request; found {len(batch)}. Split the batch.")
+        now = dt.datetime.now(dt.UTC)
+        for item in batch:
+            rt.log.outcome(item.decision_id, item.kind, item.value, item.ts or now)
+        return {"accepted": len(batch), "request_id": request.state.request_id}
+
+    @app.get("/v1/decisions/{decision_id}", response_model=_api.DecisionOut,
+             responses=responses, dependencies=[decide_key])
+    async def decision(decision_id: str, request: Request) -> dict[str, Any]:
+        found = rt.log.lookup(decision_id)
+        if found is None:
+            raise HTTPException(404, f"decision {decision_id!r}: not among the "
+                                "service's recent decisions (older ones are in the warehouse's "
+                                "decisions table)")
+        return {**found, "request_id": request.state.request_id}
+
+    @app.put("/v1/customers/{customer_id}/consents", response_model=_api.Accepted,
+             responses=responses, dependencies=[admin_key])
+    async def consent(customer_id: str, body: _api.ConsentIn, request: Request
+                      ) -> dict[str, Any]:
+        try:
+            await rt.state.set_consent(customer_id, body.channel, body.purpose, body.granted)
+        except StateUnavailable as exc:
+            raise HTTPException(503, f"consent not stored: {exc}",
+                                headers={"Retry-After": "1"}) from None
+        return {"accepted": 1, "request_id": request.state.request_id, "cancelled": 0}
+
+    @app.get("/healthz")
+    async def healthz(request: Request) -> dict[str, Any]:
+        up = await rt.state.ping()
+        return {"status": "ok" if up and rt.log.errors == 0 else "degraded",
+                "state": {"kind": rt.state.kind, "reachable": up},
+                "decision_log": {"pending": rt.log.pending, "written": rt.log.written,
+                                 "errors": rt.log.errors, "last_error": rt.log.last_error},
+                "policy": rt.decider.policy, "request_id": request.state.request_id}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        body, content_type = rt.metrics.render()
+        return PlainTextResponse(body, media_type=content_type)
+
+
+def _event_row(event: _api.EventIn, now: dt.datetime) -> dict[str, object]:
+    ts = event.ts or now
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=dt.UTC)
+    return {"event_id": event.event_id or uuid.uuid4().hex, "customer_id": event.customer_id,
+            "anonymous_id": event.anonymous_id,
+            "session_id": event.session_id or f"s:{event.customer_id or event.anonymous_id}",
+            "ts": ts.astimezone(dt.UTC).replace(tzinfo=None), "type": event.type,
+            "product_id": event.product_id, "dwell_ms": event.dwell_ms}
+
+
+def _errors(app: FastAPI) -> None:
+    """Error bodies: one message naming the field, the request id; never a traceback."""
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        err = _relevant(exc.errors(), exc.body)
+        loc = [str(p) for p in err.get("loc", ()) if p != "body" and str(p) not in _MODELS]
+        field = ".".join(loc) or None
+        if err.get("type") == "json_invalid":
+            return _error(request, 400, f"malformed JSON: {err.get('msg')}", None)
+        message = f"{field or 'body'}: {err.get('msg')}"
+        return _error(request, 422, message, field)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return _error(request, exc.status_code, str(exc.detail), None, exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return _error(request, 500, f"internal error ({type(exc).__name__}); the request id "
+                      "names it in the service log", None)
+
+
+#: Model names pydantic puts in the location of an error inside a union of bodies.
+_MODELS = {"EventBatch", "EventIn", "OutcomeBatch", "OutcomeIn", "DecideIn", "ConsentIn"}
+
+
+def _relevant(errors: Sequence[Any], body: object) -> dict[str, Any]:
+    """The error to report: for a one-or-batch body, the shape the caller sent."""
+    batch = isinstance(body, dict) and bool({"events", "outcomes"} & set(body))
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ())]
+        if any(m in loc for m in ("EventBatch", "OutcomeBatch")) == batch:
+            return dict(err)
+    return dict(errors[0]) if errors else {"msg": "invalid request"}
+
+
+def _error(request: Request, status: int, message: str, field: str | None,
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    rid = getattr(request.state, "request_id", None)
+    return JSONResponse({"error": message, "field": field, "request_id": rid}, status_code=status,
+                        headers=headers)
+
+
+class _RequestId:
+    """ASGI middleware: an ``X-Request-ID`` on every response; requests counted by route."""
+
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = None
+        for name, value in scope.get("headers", ()):
+            if name == b"x-request-id":
+                rid = value.decode("latin-1")[:128]
+        rid = rid or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        status = 500
+
+        async def send_with_id(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            self.metrics.request(getattr(route, "path", "unmatched"), status)
+
+
+__all__ = ["Runtime", "create_app"]

@@ -1,0 +1,228 @@
+"""Service state: consent, contact caps and campaign budgets, in-process or in Redis.
+
+One operation matters most: :meth:`reserve`, which checks a customer's contact caps and a
+campaign's budget and, only if both allow, counts the contact and spends the cost, as one
+atomic step. In-process that is a lock; in Redis a Lua script (Redis runs a script without
+interleaving other commands), so several workers sharing one Redis never overspend a budget
+or exceed a cap, however many requests race. Money is counted in integer cents.
+
+Consent per (customer, channel, purpose) is ``True``, ``False`` or unknown (``None``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections import defaultdict
+from typing import Protocol
+
+from marketloop.execution.config import Limits
+
+#: Why :meth:`State.reserve` refused; ``None`` means reserved.
+CAP_DAY, CAP_WEEK, BUDGET = "cap_per_day", "cap_per_week", "budget_exhausted"
+_CODES = {1: CAP_DAY, 2: CAP_WEEK, 3: BUDGET}
+
+# KEYS: day counter, week counter, campaign spend.
+# ARGV: per_day, per_week, budget cents (-1: none), cost cents, day ttl s, week ttl s,
+# 1 to count a contact against the caps (messages sent away from the site), else 0.
+_RESERVE_LUA = """
+local contact = ARGV[7] == '1'
+if contact then
+  local d = tonumber(redis.call('GET', KEYS[1]) or '0')
+  if d >= tonumber(ARGV[1]) then return 1 end
+  local w = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if w >= tonumber(ARGV[2]) then return 2 end
+end
+local budget = tonumber(ARGV[3])
+local cost = tonumber(ARGV[4])
+if budget >= 0 then
+  local spent = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if spent + cost > budget then return 3 end
+  redis.call('INCRBY', KEYS[3], cost)
+end
+if contact then
+  redis.call('INCR', KEYS[1])
+  redis.call('EXPIRE', KEYS[1], ARGV[5])
+  redis.call('INCR', KEYS[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[6])
+end
+return 0
+"""
+
+
+class StateUnavailable(Exception):
+    """The state store cannot be reached: the caller answers safely and says so."""
+
+
+class State(Protocol):
+    """What the decision path needs from its state store."""
+
+    kind: str
+
+    async def consent(self, customer_id: str, channel: str, purpose: str) -> bool | None: ...
+
+    async def set_consent(self, customer_id: str, channel: str, purpose: str,
+                          granted: bool) -> None: ...
+
+    async def reserve(self, customer_id: str, campaign: str, cost_cents: int,
+                      budget_cents: int | None, now: dt.datetime, *,
+                      contact: bool = True) -> str | None: ...
+
+    async def spent(self, campaign: str) -> int: ...
+
+    async def contacts(self, customer_id: str, now: dt.datetime) -> tuple[int, int]: ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+def _day(now: dt.datetime) -> str:
+    return now.strftime("%Y%m%d")
+
+
+def _week(now: dt.datetime) -> str:
+    year, week, _ = now.isocalendar()
+    return f"{year}W{week:02d}"
+
+
+class MemoryState:
+    """State in this process: the embedded default (one worker)."""
+
+    kind = "memory"
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._lock = asyncio.Lock()
+        self._consent: dict[tuple[str, str, str], bool] = {}
+        self._count: dict[str, int] = defaultdict(int)
+        self._spent: dict[str, int] = defaultdict(int)
+
+    async def consent(self, customer_id: str, channel: str, purpose: str) -> bool | None:
+        return self._consent.get((customer_id, channel, purpose))
+
+    async def set_consent(self, customer_id: str, channel: str, purpose: str,
+                          granted: bool) -> None:
+        self._consent[(customer_id, channel, purpose)] = bool(granted)
+
+    async def reserve(self, customer_id: str, campaign: str, cost_cents: int,
+                      budget_cents: int | None, now: dt.datetime, *,
+                      contact: bool = True) -> str | None:
+        """Count a contact (``contact``) and spend ``cost_cents``, or say which limit refuses."""
+        day, week = f"d:{customer_id}:{_day(now)}", f"w:{customer_id}:{_week(now)}"
+        async with self._lock:
+            if contact and self._count[day] >= self.limits.per_day:
+                return CAP_DAY
+            if contact and self._count[week] >= self.limits.per_week:
+                return CAP_WEEK
+            if budget_cents is not None:
+                if self._spent[campaign] + cost_cents > budget_cents:
+                    return BUDGET
+                self._spent[campaign] += cost_cents
+            if contact:
+                self._count[day] += 1
+                self._count[week] += 1
+        return None
+
+    async def spent(self, campaign: str) -> int:
+        return self._spent[campaign]
+
+    async def contacts(self, customer_id: str, now: dt.datetime) -> tuple[int, int]:
+        return (self._count.get(f"d:{customer_id}:{_day(now)}", 0),
+                self._count.get(f"w:{customer_id}:{_week(now)}", 0))
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
+
+
+class RedisState:
+    """State in Redis, shared by every worker; :meth:`reserve` is one Lua script call.
+
+    Parameters
+    ----------
+    url : str
+        ``redis://host:port/db``.
+    limits : Limits
+        Contact caps.
+    prefix : str, default="ml"
+        Key prefix (tests use a fresh one each).
+    timeout_s : float, default=0.05
+        Socket timeout: an unreachable Redis costs at most this long per request before
+        the service answers in degraded mode.
+    """
+
+    kind = "redis"
+
+    def __init__(self, url: str, limits: Limits, *, prefix: str = "ml",
+                 timeout_s: float = 0.05) -> None:
+        import redis.asyncio as aioredis
+
+        self.limits = limits
+        self.prefix = prefix
+        self._redis = aioredis.from_url(url, socket_timeout=timeout_s,
+                                        socket_connect_timeout=timeout_s,
+                                        decode_responses=True)
+        self._reserve = self._redis.register_script(_RESERVE_LUA)
+
+    async def _call(self, coro):  # noqa: ANN001, ANN202 - any redis coroutine
+        from redis.exceptions import RedisError
+
+        try:
+            return await coro
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise StateUnavailable(f"redis: {type(exc).__name__}: {exc}") from None
+
+    async def consent(self, customer_id: str, channel: str, purpose: str) -> bool | None:
+        value = await self._call(self._redis.hget(f"{self.prefix}:consent:{customer_id}",
+                                                  f"{channel}:{purpose}"))
+        return None if value is None else value == "1"
+
+    async def set_consent(self, customer_id: str, channel: str, purpose: str,
+                          granted: bool) -> None:
+        await self._call(self._redis.hset(f"{self.prefix}:consent:{customer_id}",
+                                          f"{channel}:{purpose}", "1" if granted else "0"))
+
+    async def reserve(self, customer_id: str, campaign: str, cost_cents: int,
+                      budget_cents: int | None, now: dt.datetime, *,
+                      contact: bool = True) -> str | None:
+        """As :meth:`MemoryState.reserve`, atomically in Redis (one Lua script call)."""
+        p = self.prefix
+        keys = [f"{p}:cap:d:{customer_id}:{_day(now)}", f"{p}:cap:w:{customer_id}:{_week(now)}",
+                f"{p}:spent:{campaign}"]
+        args = [self.limits.per_day, self.limits.per_week,
+                -1 if budget_cents is None else int(budget_cents), int(cost_cents),
+                2 * 86_400, 8 * 86_400, 1 if contact else 0]
+        code = await self._call(self._reserve(keys=keys, args=args))
+        return _CODES.get(int(code))
+
+    async def spent(self, campaign: str) -> int:
+        return int(await self._call(self._redis.get(f"{self.prefix}:spent:{campaign}")) or 0)
+
+    async def contacts(self, customer_id: str, now: dt.datetime) -> tuple[int, int]:
+        p = self.prefix
+        day, week = await self._call(self._redis.mget(
+            f"{p}:cap:d:{customer_id}:{_day(now)}", f"{p}:cap:w:{customer_id}:{_week(now)}"))
+        return int(day or 0), int(week or 0)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._call(self._redis.ping()))
+        except StateUnavailable:
+            return False
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def make_state(url: str, limits: Limits, *, prefix: str = "ml") -> MemoryState | RedisState:
+    """``memory`` or a Redis URL -> the state store."""
+    if url == "memory":
+        return MemoryState(limits)
+    return RedisState(url, limits, prefix=prefix)
+
+
+__all__ = ["BUDGET", "CAP_DAY", "CAP_WEEK", "MemoryState", "RedisState", "State",
+           "StateUnavailable", "make_state"]

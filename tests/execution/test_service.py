@@ -1,0 +1,189 @@
+"""The decision service over HTTP: a real ``marketloop serve``, real requests.
+
+Auth and scopes, rules-based decisions for known and unknown customers, consent, quiet
+hours, caps and budgets, request ids, Prometheus metrics, bad input (4xx naming the field,
+never a 5xx), the decision log in the warehouse, and degraded answers when Redis is down.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from pathlib import Path
+
+import duckdb
+import httpx
+import pytest
+from _server import served
+from prometheus_client.parser import text_string_to_metric_families
+
+KEY = "test-key-0123456789"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+CONFIG = """
+[service]
+epsilon = 0.0
+budgets = { default = 1000.0, small = 5.0 }
+limits = { per_day = 1, per_week = 3, quiet_start = 0, quiet_end = 0 }
+
+[[service.api_keys]]
+key = "events-only-key-0123"
+name = "tracker"
+scopes = ["events:write"]
+"""
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("serve")
+    with served(tmp, key=KEY, config=CONFIG) as url:
+        yield url, tmp
+
+
+@pytest.fixture
+def client(service) -> httpx.Client:
+    url, _ = service
+    with httpx.Client(base_url=url, headers=AUTH, timeout=10) as c:
+        yield c
+
+
+def _decide(client: httpx.Client, **body: object) -> dict:
+    r = client.post("/v1/decide", json=body)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_keys_and_scopes(service) -> None:
+    url, _ = service
+    body = {"customer_id": "c1", "context": {}}
+    assert httpx.post(f"{url}/v1/decide", json=body).status_code == 401
+    wrong = httpx.post(f"{url}/v1/decide", json=body, headers={"X-API-Key": "nope"})
+    assert wrong.status_code == 401 and "unknown API key" in wrong.json()["error"]
+    tracker = {"X-API-Key": "events-only-key-0123"}
+    refused = httpx.post(f"{url}/v1/decide", json=body, headers=tracker)
+    assert refused.status_code == 403 and "'decide'" in refused.json()["error"]
+    ok = httpx.post(f"{url}/v1/events", json={"type": "page_view", "customer_id": "c1"},
+                    headers=tracker)
+    assert ok.status_code == 202 and ok.json()["accepted"] == 1
+    assert httpx.post(f"{url}/v1/decide", json=body,
+                      headers={"X-API-Key": KEY}).status_code == 200
+
+
+def test_a_long_dwell_gets_an_in_app_offer_with_its_propensity(client) -> None:
+    r = client.post("/v1/decide", json={"customer_id": "c-dwell",
+                                        "context": {"dwell_ms": 42_000, "product_id": "p7"}},
+                    headers={"X-Request-ID": "req-123"})
+    assert r.headers["x-request-id"] == "req-123"
+    d = r.json()
+    assert d["request_id"] == "req-123"
+    assert d["action"]["offer"] == "pct10" and d["action"]["channel"] == "app"
+    assert d["action"]["product_id"] == "p7"
+    assert d["propensity"] == 1.0 and d["degraded"] is False
+    assert any(line.startswith("rule dwell") for line in d["reasons"])
+    assert client.get(f"/v1/decisions/{d['decision_id']}").json()["action"] == d["action"]
+
+
+def test_new_visitors_and_no_rule(client) -> None:
+    new = _decide(client, anonymous_id="v-1", context={"dwell_ms": 31_000})
+    assert new["customer_id"] == "anon:v-1" and new["action"]["offer"] == "freeship"
+    idle = _decide(client, customer_id="c-browse", context={"page": "home"})
+    assert idle["action"] is None and "no rule applies" in idle["reasons"][0]
+
+
+def test_email_needs_consent_and_counts_against_the_cap(client) -> None:
+    cid = f"c-{uuid.uuid4().hex[:8]}"
+    body = {"customer_id": cid, "context": {"trigger": "cart_idle"},
+            "channels": ["email"]}
+    first = _decide(client, **body)
+    assert first["action"] is None and "email: no marketing consent" in first["reasons"][-1]
+    r = client.put(f"/v1/customers/{cid}/consents",
+                   json={"channel": "email", "purpose": "marketing", "granted": True})
+    assert r.status_code == 200
+    sent = _decide(client, **body)
+    assert sent["action"] == {**sent["action"], "offer": "reminder", "channel": "email"}
+    capped = _decide(client, **body)
+    assert capped["action"] is None and capped["reasons"][-1] == "refused email: cap per day"
+    # in-app messages are shown on the site and do not count against the caps
+    on_site = _decide(client, customer_id=cid, context={"trigger": "cart_idle"})
+    assert on_site["action"]["channel"] == "app"
+
+
+def test_a_campaign_budget_is_never_overspent(client) -> None:
+    spent = 0.0
+    for i in range(6):  # pct10 costs 2.00; the 'small' campaign has 5.00
+        d = _decide(client, customer_id=f"b{i}", context={"dwell_ms": 60_000},
+                    campaign="small")
+        if d["action"] is not None:
+            spent += 2.0
+        else:
+            assert d["reasons"][-1] == "refused app: budget exhausted"
+    assert spent == 4.0
+
+
+@pytest.mark.parametrize(("path", "body", "status", "words"), [
+    ("/v1/decide", b'{"customer_id": "c1",', 400, "malformed JSON"),
+    ("/v1/decide", b'{"context": {}}', 422, "customer_id or anonymous_id is required"),
+    ("/v1/decide", b'{"customer_id": "c1", "colour": 1}', 422, "colour"),
+    ("/v1/decide", b'{"customer_id": "c1", "channels": ["fax"]}', 422, "channels.0"),
+    ("/v1/decide", b'[1, 2]', 422, "body"),
+    ("/v1/events", b'{"type": "teleport", "customer_id": "c1"}', 422, "type"),
+    ("/v1/events", b'{"events": []}', 422, "events"),
+    ("/v1/events", b'{"type": "product_view", "customer_id": "c1", "dwell_ms": -5}', 422,
+     "dwell_ms"),
+    ("/v1/outcomes", b'{"decision_id": "d1", "kind": "love"}', 422, "kind"),
+])
+def test_bad_input_is_a_4xx_naming_the_field(client, path: str, body: bytes, status: int,
+                                            words: str) -> None:
+    r = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert r.status_code == status, r.text
+    out = r.json()
+    assert words in out["error"] and out["request_id"] == r.headers["x-request-id"]
+
+
+def test_an_oversized_batch_is_413(client) -> None:
+    events = [{"type": "page_view", "customer_id": "c1"}] * 1_001
+    r = client.post("/v1/events", json={"events": events})
+    assert r.status_code == 413 and "at most 1000 events" in r.json()["error"]
+
+
+def test_metrics_are_prometheus_text(client) -> None:
+    _decide(client, customer_id="m1", context={"dwell_ms": 40_000})
+    text = client.get("/metrics").text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert "marketloop_decide_seconds" in families
+    decided = sum(s.value for s in families["marketloop_decisions"].samples
+                  if s.name.endswith("_total"))
+    assert decided >= 1
+
+
+def test_decisions_and_outcomes_land_in_the_warehouse(tmp_path: Path) -> None:
+    with served(tmp_path, key=KEY) as url, httpx.Client(base_url=url, headers=AUTH) as c:
+        ids = [_decide(c, customer_id=f"w{i}", context={"dwell_ms": 50_000})["decision_id"]
+               for i in range(20)]
+        r = c.post("/v1/outcomes", json={"outcomes": [
+            {"decision_id": ids[0], "kind": "conversion", "value": 1.0},
+            {"decision_id": ids[1], "kind": "revenue", "value": 42.5,
+             "ts": dt.datetime(2026, 12, 1, tzinfo=dt.UTC).isoformat()}]})
+        assert r.status_code == 202
+        c.post("/v1/events", json={"type": "product_view", "customer_id": "w0",
+                                   "product_id": "p1", "dwell_ms": 50_000, "session_id": "s1"})
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
+    rows = con.sql("SELECT decision_id, action, propensity, reasons FROM decisions").fetchall()
+    assert sorted(r[0] for r in rows) == sorted(ids)
+    assert all(r[1] in ("pct10@app", "nothing") and 0 < r[2] <= 1 for r in rows)
+    assert '"rule dwell: pct10"' in rows[0][3]
+    assert con.sql("SELECT kind, value FROM outcomes ORDER BY kind").fetchall() == [
+        ("conversion", 1.0), ("revenue", 42.5)]
+    assert con.sql("SELECT count(*) FROM events").fetchone()[0] == 1
+
+
+def test_redis_unreachable_answers_nothing_degraded(tmp_path: Path) -> None:
+    port = 6_399  # nothing listens here
+    with served(tmp_path, "--state", f"redis://127.0.0.1:{port}/0", key=KEY) as url:
+        with httpx.Client(base_url=url, headers=AUTH) as c:
+            d = _decide(c, customer_id="r1", context={"dwell_ms": 50_000})
+            assert d["action"] is None and d["degraded"] is True
+            assert "state store unreachable" in d["reasons"][-1]
+            health = c.get("/healthz").json()
+            assert health["status"] == "degraded" and health["state"]["reachable"] is False
+            none = _decide(c, customer_id="r1", context={})
+            assert none["action"] is None
