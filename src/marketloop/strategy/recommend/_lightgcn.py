@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 import warnings
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from marketloop._validation import check_in_range
+from marketloop.exceptions import ConfigError, describe
 from marketloop.strategy.recommend._mf import _FactorModel
 
 #: The validation metric's cut-off: early stopping watches recall at this many items.
@@ -29,9 +31,10 @@ class LightGCNRecommender(_FactorModel):
     by Adam.
 
     Early stopping: the interactions in the last ``validation_share`` of the training time
-    span are held out; after each epoch the model trained on the earlier part is scored by
-    recall@20 of the held-out products (those not bought before) and training stops after
-    ``patience`` epochs without a better one. The best epoch's ego embeddings are then
+    span (or of each customer's own history, ``validation_by="customer"``) are held out;
+    after each epoch the model trained on the earlier part is scored by recall@20 of the
+    held-out products (those not bought before) and training stops after ``patience``
+    epochs without a better one. The best epoch's ego embeddings are then
     propagated over the graph of *all* training interactions, so the latest purchases shape
     the recommendations; nodes first seen in the held-out period start from zero and take
     their embedding from their neighbours.
@@ -57,6 +60,10 @@ class LightGCNRecommender(_FactorModel):
     validation_share : float, default=0.1
         Share of the training time span, at its end, held out for early stopping; 0 trains
         ``max_epochs`` epochs on everything.
+    validation_by : {"time", "customer"}, default="time"
+        Hold out the end of the shared time span, or the end of each customer's history
+        (when customers are active in different periods, as on MovieLens; match the way
+        the model is evaluated).
     n_threads : int, default=1
         Torch CPU threads while fitting (restored afterwards).
     random_state : int or None, default=None
@@ -83,7 +90,8 @@ class LightGCNRecommender(_FactorModel):
 
     def __init__(self, embedding_dim: int = 64, n_layers: int = 3, learning_rate: float = 0.05,
                  l2: float = 1e-4, batch_size: int = 16384, max_epochs: int = 40,
-                 patience: int = 3, validation_share: float = 0.1, n_threads: int = 1,
+                 patience: int = 3, validation_share: float = 0.1,
+                 validation_by: Literal["time", "customer"] = "time", n_threads: int = 1,
                  random_state: int | None = None, tail_weight: float = 0.0,
                  diversity: float = 0.0) -> None:
         self.embedding_dim = embedding_dim
@@ -94,6 +102,7 @@ class LightGCNRecommender(_FactorModel):
         self.max_epochs = max_epochs
         self.patience = patience
         self.validation_share = validation_share
+        self.validation_by = validation_by
         self.n_threads = n_threads
         self.random_state = random_state
         self.tail_weight = tail_weight
@@ -108,6 +117,9 @@ class LightGCNRecommender(_FactorModel):
         check_in_range(self, "max_epochs", self.max_epochs, low=1)
         check_in_range(self, "patience", self.patience, low=1)
         check_in_range(self, "validation_share", self.validation_share, low=0.0, high=0.9)
+        if self.validation_by not in ("time", "customer"):
+            raise ConfigError(describe(f"{type(self).__name__} validation_by",
+                                       "'time' or 'customer'", repr(self.validation_by)))
         check_in_range(self, "n_threads", self.n_threads, low=1)
 
     def _fit(self, user_items: sp.csr_matrix, data: pd.DataFrame) -> None:
@@ -124,7 +136,8 @@ class LightGCNRecommender(_FactorModel):
         import torch
 
         n_users, n_items = user_items.shape
-        early, held_out = _time_split(data, self.validation_share, user_items.shape)
+        early, held_out = _time_split(data, self.validation_share, user_items.shape,
+                                      by_customer=self.validation_by == "customer")
         rng = np.random.default_rng(self.random_state)
         gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
         ego = torch.nn.Parameter(
@@ -194,19 +207,32 @@ class LightGCNRecommender(_FactorModel):
         return total / max(len(order), 1)
 
 
-def _time_split(data: pd.DataFrame, share: float,
-                shape: tuple[int, int]) -> tuple[sp.csr_matrix, dict[int, np.ndarray] | None]:
+def _time_split(data: pd.DataFrame, share: float, shape: tuple[int, int], *,
+                by_customer: bool = False
+                ) -> tuple[sp.csr_matrix, dict[int, np.ndarray] | None]:
     """Binary matrix of the early interactions and the held-out new products per customer."""
     ts = data.ts
-    cut = ts.min() + (ts.max() - ts.min()) * (1 - share) if share > 0 else None
-    early_rows = data if cut is None else data[ts < cut]
+    if share <= 0:
+        cut = None
+        early_rows = data
+    elif by_customer:  # each customer's last share of distinct times, never all of them
+        times = data[["u", "ts"]].drop_duplicates()
+        rank = times.groupby("u")["ts"].rank(method="first", ascending=False).to_numpy()
+        n = times.groupby("u")["ts"].transform("size").to_numpy()
+        late = times[rank <= np.minimum(np.floor(share * n), n - 1)]
+        key = pd.MultiIndex.from_frame(data[["u", "ts"]])
+        is_late = key.isin(pd.MultiIndex.from_frame(late))
+        cut, early_rows = is_late, data[~is_late]
+    else:
+        cut = ts.min() + (ts.max() - ts.min()) * (1 - share)
+        early_rows = data[ts < cut]
     matrix = sp.csr_matrix((np.ones(len(early_rows), np.float32),
                             (early_rows.u.to_numpy(), early_rows.i.to_numpy())), shape=shape)
     matrix.sum_duplicates()
     matrix.data[:] = 1.0
     if cut is None or matrix.nnz == 0:
         return (matrix if matrix.nnz else _binary(data, shape)), None
-    late = data[ts >= cut]
+    late = data[cut] if by_customer else data[ts >= cut]
     u, i = late.u.to_numpy(), late.i.to_numpy()
     known = (np.diff(matrix.indptr)[u] > 0) & (np.diff(matrix.tocsc().indptr)[i] > 0)
     u, i = u[known], i[known]
