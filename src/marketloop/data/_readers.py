@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 from ibis.backends import BaseBackend
 
+from marketloop.data._csv_fast import read_plain_csv
 from marketloop.exceptions import IngestError, describe
 
 FileKind = Literal["csv", "parquet", "jsonl"]
@@ -42,18 +43,21 @@ CSV_REASONS = {
 class Staged:
     """A file opened in the scratch engine.
 
-    ``rows`` is lazy for CSV: the file is scanned when the first expression built on it is
-    materialised, and only then does :meth:`rejects` know the records the reader refused.
+    ``rows`` is lazy for a CSV file DuckDB reads: the file is scanned when the first
+    expression built on it is materialised, and only then does :meth:`rejects` know the
+    records the reader refused.
 
     Attributes
     ----------
     rows : ibis.Table
         The records that split into fields: one string column per header field and
-        ``_row_no``, which counts parsed records only (see :meth:`renumber`). A CSV scan is
-        numbered with ``row_number() OVER ()``, which follows the file's order. (The
-        ``rowid`` of the table the scan is stored in is cheaper but does not: on a
-        file-backed DuckDB, a parallel insert of a 470k-row scan stored its row groups
-        out of file order.)
+        ``_row_no``, the record number. A plain CSV file is read by pyarrow (see
+        :mod:`marketloop.data._csv_fast`), which numbers every record as it stands in the
+        file. Other CSV files are read by DuckDB and numbered with ``row_number() OVER ()``,
+        which follows the file's order but counts parsed records only (see
+        :meth:`renumber`) and serialises the scan. (The ``rowid`` of the table such a scan
+        is stored in does not follow the file: on a file-backed DuckDB, a parallel insert
+        of a 470k-row scan stored its row groups out of file order.)
     """
 
     def __init__(
@@ -90,9 +94,17 @@ class Staged:
         """
         return _shift_frame(self.rejects()["row_no"].to_numpy())
 
+    @property
+    def counts_parsed_only(self) -> bool:
+        """True when ``_row_no`` skips the refused records (DuckDB's CSV reader).
+
+        Other readers number every record as it stands in the file.
+        """
+        return self._rejects_table is not None
+
     def renumber(self, table: ibis.Table) -> ibis.Table:
         """Map ``_row_no`` of parsed records to their record number in the file."""
-        if self._rejects_table is None or self.rejects().empty:
+        if not self.counts_parsed_only or self.rejects().empty:
             return table
         if self._shift_table is None:
             name = f"_ml_shift_{uuid.uuid4().hex[:10]}"
@@ -254,6 +266,17 @@ def stage(scratch: BaseBackend, path: Path, kind: FileKind, columns: list[str]) 
 
 
 def _stage_csv(scratch: BaseBackend, path: Path, columns: list[str], tag: str) -> Staged:
+    delimiter = _delimiter(_first_line_text(path))
+    plain = read_plain_csv(path, columns, delimiter)
+    if plain is not None:  # numbered in the file already: nothing to renumber
+        table, rejects = plain
+        return Staged(scratch, ibis.memtable(table), rejects=rejects)
+    return _stage_csv_duckdb(scratch, path, columns, tag, delimiter)
+
+
+def _stage_csv_duckdb(
+    scratch: BaseBackend, path: Path, columns: list[str], tag: str, delimiter: str
+) -> Staged:
     rejects_table, rejects_scan = f"_ml_rej_{tag}", f"_ml_scan_{tag}"
     try:
         # the dialect is fixed, not sniffed: a dirty file can defeat DuckDB's sniffer
@@ -261,7 +284,7 @@ def _stage_csv(scratch: BaseBackend, path: Path, columns: list[str], tag: str) -
             str(path),
             table_name=f"_ml_src_{tag}",
             columns={c: "VARCHAR" for c in columns},
-            delim=_delimiter(_first_line_text(path)),
+            delim=delimiter,
             quote='"',
             escape='"',
             header=True,

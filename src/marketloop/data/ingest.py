@@ -327,7 +327,7 @@ def _prepare(
     if scratch is not con:  # PostgreSQL: bring the typed rows and the refused ones over
         derived, quarantine, cleanup = _upload(con, derived, quarantine, tag)
     shifts = None
-    if len(rejects):
+    if len(rejects) and staged.counts_parsed_only:
         shifts = wh.stage_table(con, f"_ml_shifts_{tag}", staged.shifts())
         cleanup.append(f"_ml_shifts_{tag}")
     return _Prepared(plan, report, derived, quarantine, cleanup, staged, shifts)
