@@ -57,6 +57,11 @@ def serve(
         os.environ["MARKETLOOP_API_KEY"] = secrets.token_urlsafe(24)
         err_console.print(f"no API key configured; this run's key (every scope): "
                           f"{os.environ['MARKETLOOP_API_KEY']}", markup=False, soft_wrap=True)
+    from marketloop.data.warehouse import connect, ensure_warehouse
+
+    con = connect(checked.warehouse_url or options["warehouse_url"])  # once, before workers
+    ensure_warehouse(con)
+    con.disconnect()
     os.environ[_ENV] = json.dumps(options)
     err_console.print(f"marketloop serve: http://{host}:{port} (docs at /docs), {workers} "
                       f"worker(s), state {checked.state}, policy "

@@ -63,6 +63,8 @@ class ServiceConfig(BaseModel):
 
     warehouse_url: str | None = Field(None, description="Decision log; default the settings'.")
     state: str = Field("memory", description="memory, or redis://host:port/db")
+    state_timeout_s: float = Field(0.25, gt=0.0, le=10.0, description="Redis socket timeout: "
+                                   "past it a decision is answered 'nothing', degraded.")
     api_keys: list[ApiKey] = Field(default_factory=list)
     limits: Limits = Field(default_factory=Limits)
     budgets: dict[str, float] = Field(default_factory=lambda: {"default": 1_000.0},

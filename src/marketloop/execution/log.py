@@ -153,9 +153,15 @@ class DecisionLog:
 
 
 def _ensure(con: object) -> None:
+    """Create missing tables; another worker creating them at the same moment is fine."""
+    from marketloop.data.schema import TABLES
     from marketloop.data.warehouse import ensure_warehouse
 
-    ensure_warehouse(con)  # type: ignore[arg-type]
+    try:
+        ensure_warehouse(con)  # type: ignore[arg-type]
+    except Exception:
+        if not set(TABLES) <= set(con.list_tables()):  # type: ignore[attr-defined]
+            raise
 
 
 def _insert(con: object, frames: dict[str, pd.DataFrame]) -> None:

@@ -46,7 +46,8 @@ class Runtime:
 def create_app(config: ServiceConfig, *, warehouse_url: str | None = None,
                state_prefix: str = "ml") -> FastAPI:
     """The service app for ``config``; ``warehouse_url`` overrides where the log goes."""
-    state = make_state(config.state, config.limits, prefix=state_prefix)
+    state = make_state(config.state, config.limits, prefix=state_prefix,
+                       timeout_s=config.state_timeout_s)
     log = DecisionLog(warehouse_url or config.warehouse_url, flush_s=config.log_flush_s)
     runtime = Runtime(config, state, Decider(config, state, load_plan(config.plan)), log,
                       Metrics(), config.keys())

@@ -149,15 +149,15 @@ class RedisState:
         Contact caps.
     prefix : str, default="ml"
         Key prefix (tests use a fresh one each).
-    timeout_s : float, default=0.05
-        Socket timeout: an unreachable Redis costs at most this long per request before
-        the service answers in degraded mode.
+    timeout_s : float, default=0.25
+        Socket timeout: a Redis that does not answer costs at most this long per request
+        before the service answers in degraded mode (a refused connection fails at once).
     """
 
     kind = "redis"
 
     def __init__(self, url: str, limits: Limits, *, prefix: str = "ml",
-                 timeout_s: float = 0.05) -> None:
+                 timeout_s: float = 0.25) -> None:
         import redis.asyncio as aioredis
 
         self.limits = limits
@@ -217,11 +217,12 @@ class RedisState:
         await self._redis.aclose()
 
 
-def make_state(url: str, limits: Limits, *, prefix: str = "ml") -> MemoryState | RedisState:
+def make_state(url: str, limits: Limits, *, prefix: str = "ml",
+               timeout_s: float = 0.25) -> MemoryState | RedisState:
     """``memory`` or a Redis URL -> the state store."""
     if url == "memory":
         return MemoryState(limits)
-    return RedisState(url, limits, prefix=prefix)
+    return RedisState(url, limits, prefix=prefix, timeout_s=timeout_s)
 
 
 __all__ = ["BUDGET", "CAP_DAY", "CAP_WEEK", "MemoryState", "RedisState", "State",
