@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email
 import json
+import re
 import socket
 import threading
 import time
@@ -96,6 +97,9 @@ def _smtp_provider(server: _SMTPServer) -> SMTPProvider:
 class _Server(ThreadingHTTPServer):
     request_queue_size = 128  # the default 5 drops concurrent SYNs: 1 s client retries
     daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that timed out and hung up: expected in the timeout tests
 
 
 class _Hook:
@@ -374,3 +378,52 @@ def test_run_forever_drains_and_stops(hook: _Hook, box: Outbox) -> None:
 
     asyncio.run(main())
     assert box.counts()["sent"] == 5 and sorted(hook.keys()) == [f"d{i}:webhook" for i in range(5)]
+
+
+def test_claims_that_wait_past_their_lease_are_released_unsent(box: Outbox) -> None:
+    hook = _Hook(delay_s=0.3)
+    try:
+        for i in range(3):
+            box.enqueue(_hook_message(i), now=0)
+        provider = WebhookProvider(hook.url, secret=SECRET)
+        dispatcher = Dispatcher(box, {"webhook": provider}, _allow, lease_s=1.0,
+                                send_timeout_s=0.5, concurrency=1)
+        stats = asyncio.run(dispatcher.run_once(now=0))
+        assert stats.sent >= 1 and stats.released >= 1 and stats.sent + stats.released == 3
+        released = [r for r in map(box.get, [f"d{i}:webhook" for i in range(3)])
+                    if r.status == "pending"]
+        assert len(released) == stats.released and all(r.attempts == 0 for r in released)
+        while asyncio.run(dispatcher.run_once(now=0)).claimed:
+            pass
+        assert sorted(hook.keys()) == [f"d{i}:webhook" for i in range(3)]  # each once
+    finally:
+        hook.close()
+
+
+@pytest.mark.parametrize("no_resend", [False, True])
+def test_a_send_timeout_retries_unless_the_channel_is_not_resent(
+    tmp_path: Path, no_resend: bool
+) -> None:
+    hook = _Hook(delay_s=0.5)
+    try:
+        box = Outbox(tmp_path / "o.sqlite", no_resend_channels={"webhook"} if no_resend else ())
+        box.enqueue(_hook_message(1), now=0)
+        provider = WebhookProvider(hook.url, secret=SECRET)
+        dispatcher = Dispatcher(box, {"webhook": provider}, _allow, send_timeout_s=0.1)
+        stats = asyncio.run(dispatcher.run_once(now=0))
+        record = box.get("d1:webhook")
+        assert record.last_error.startswith("send timed out after 0.1 s")
+        if no_resend:
+            assert stats.dead == 1 and "outcome unknown, webhook is not resent" in record.last_error
+        else:
+            assert stats.retrying == 1 and record.status == "retrying"
+        box.close()
+    finally:
+        hook.close()
+
+
+def test_a_send_timeout_longer_than_the_lease_is_refused(box: Outbox) -> None:
+    with pytest.raises(ConfigError, match=re.escape(
+        "Dispatcher send_timeout_s: expected at most lease_s - 1 = 29 s; found 30 s."
+    )):
+        Dispatcher(box, {}, _allow, lease_s=30, send_timeout_s=30)

@@ -254,3 +254,34 @@ def test_an_unknown_durability_is_refused(tmp_path: Path) -> None:
         "Outbox durability: expected 'process' or 'power'; found 'disk'."
     )):
         Outbox(tmp_path / "o.sqlite", durability="disk")  # type: ignore[arg-type]
+
+
+def test_no_resend_channels_dead_letter_an_unconfirmed_send(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "o.sqlite", no_resend_channels={"email"}) as box:
+        box.enqueue(_message(1, channel="email"), now=0)
+        box.enqueue(_message(2, channel="sms"), now=0)
+        box.claim_due(now=0, lease_s=30)  # both claimed; the dispatcher dies
+        assert [m.message_id for m in box.claim_due(now=30)] == ["d2:sms"]
+        assert box.get("d1:email").last_error == (
+            "lease expired on attempt 1 with the outcome unknown; email is not resent")
+
+
+def test_release_hands_a_claim_back_uncounted(box: Outbox) -> None:
+    box.enqueue(_message(1), now=0)
+    box.claim_due(now=0)
+    assert box.release("d1:email", now=5) is True
+    record = box.get("d1:email")
+    assert (record.status, record.attempts, record.due_at) == ("pending", 0, 5)
+    assert box.release("d1:email") is False
+
+
+def test_purge_forgets_old_final_rows_only(box: Outbox) -> None:
+    for i in range(3):
+        box.enqueue(_message(i, customer=f"c{i}"), now=0)
+    box.claim_due(now=0, limit=1)
+    box.mark_sent("d0:email", now=10)
+    box.cancel("c1", now=10)
+    assert box.purge(older_than_s=100, now=100) == 0
+    assert box.purge(older_than_s=100, now=111) == 2
+    assert box.counts()["pending"] == 1 and sum(box.counts().values()) == 1
+    assert box.enqueue(_message(0, customer="c0"), now=200) is True  # the key is forgotten

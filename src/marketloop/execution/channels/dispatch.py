@@ -11,11 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
+from marketloop.exceptions import ConfigError, describe
 from marketloop.execution.channels._message import DeliveryError, Message, Provider
 from marketloop.execution.channels.outbox import Outbox, to_epoch
 
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
+#: Longest time kept between a send's timeout and its lease's end, for the outcome's commit.
+_MARGIN_S = 1.0
 
 #: ``consent(customer_id, channel, purpose)``: may the message go out now?
 ConsentCheck = Callable[[str, str, str], bool | Awaitable[bool]]
@@ -28,13 +31,18 @@ async def _off(fn: Callable[..., _T], /, *args: object, **kwargs: object) -> _T:
 
 @dataclass(frozen=True)
 class DispatchStats:
-    """What one :meth:`Dispatcher.run_once` did: messages claimed and how each ended."""
+    """What one :meth:`Dispatcher.run_once` did: messages claimed and how each ended.
+
+    ``released`` counts claims handed back unsent because their lease ran short while they
+    waited for a send slot; they are due again at once.
+    """
 
     claimed: int = 0
     sent: int = 0
     retrying: int = 0
     dead: int = 0
     cancelled: int = 0
+    released: int = 0
 
 
 class Dispatcher:
@@ -56,7 +64,9 @@ class Dispatcher:
         Claim lease. A message whose dispatcher dies is claimed again once it expires.
     send_timeout_s : float or None, default=None
         Longest wait for one provider call, a retryable failure when exceeded; None means
-        ``lease_s / 2``, so a lease never expires while its send is still awaited.
+        ``lease_s / 2``. A send starts only if it can time out before its claim's lease
+        ends (less a margin of ``min(1 s, lease_s / 10)`` for recording the outcome);
+        claims that waited too long for a send slot are released, due again at once.
     concurrency : int, default=16
         Sends in flight at once within one :meth:`run_once`.
     """
@@ -78,6 +88,14 @@ class Dispatcher:
         self.batch_size = batch_size
         self.lease_s = lease_s
         self.send_timeout_s = lease_s / 2 if send_timeout_s is None else send_timeout_s
+        self._margin_s = min(_MARGIN_S, lease_s / 10)
+        if self.send_timeout_s + self._margin_s > lease_s:
+            raise ConfigError(describe(
+                "Dispatcher send_timeout_s",
+                f"at most lease_s - {self._margin_s:g} = {lease_s - self._margin_s:g} s",
+                f"{self.send_timeout_s:g} s",
+                "A send must end before its lease, or a second dispatcher may send it too.",
+            ))
         self.concurrency = concurrency
 
     async def _allowed(self, message: Message) -> bool:
@@ -86,9 +104,17 @@ class Dispatcher:
             answer = await answer
         return bool(answer)
 
-    async def _deliver(self, message: Message, now: float | None) -> str:
-        """Send one claimed message and record the result; returns its new status."""
+    async def _deliver(self, message: Message, now: float | None, lease_end: float) -> str:
+        """Send one claimed message and record the result; returns its new status.
+
+        ``lease_end`` is the claim's expiry on the monotonic clock: a message whose send
+        could outlast it is released unsent, so no other dispatcher can claim it mid-send.
+        """
         box, mid = self.outbox, message.message_id
+        timeout = self.send_timeout_s
+        if time.monotonic() + timeout + self._margin_s > lease_end:
+            await _off(box.release, mid, now)
+            return "released"
         try:
             allowed = await self._allowed(message)
         except Exception as exc:  # a broken consent store must not send
@@ -102,14 +128,16 @@ class Dispatcher:
             error = f"no provider for channel {message.channel!r}; have {sorted(self.providers)}"
             return await _off(box.mark_failed, mid, error, now, False)
         try:
-            await asyncio.wait_for(provider.send(message), timeout=self.send_timeout_s)
+            await asyncio.wait_for(provider.send(message), timeout=timeout)
         except DeliveryError as exc:
             return await _off(
                 box.mark_failed, mid, str(exc), now, exc.retryable, retry_after_s=exc.retry_after_s
             )
-        except TimeoutError:
-            error = f"send timed out after {self.send_timeout_s:g} s"
-            return await _off(box.mark_failed, mid, error, now)
+        except TimeoutError:  # the provider may still deliver: a resend may duplicate
+            unknown = message.channel in box.no_resend_channels
+            error = f"send timed out after {timeout:.3g} s" + (
+                f"; outcome unknown, {message.channel} is not resent" if unknown else "")
+            return await _off(box.mark_failed, mid, error, now, not unknown)
         except Exception as exc:  # a provider bug: keep the message, retry, log
             logger.exception("provider for %s raised on %s", message.channel, mid)
             return await _off(box.mark_failed, mid, f"provider raised {exc!r}", now)
@@ -126,6 +154,7 @@ class Dispatcher:
             at each step). Tests inject it to step through backoff without sleeping.
         """
         t = None if now is None else to_epoch(now)
+        lease_end = time.monotonic() + self.lease_s
         claimed = await _off(
             self.outbox.claim_due, time.time() if t is None else t, self.batch_size, self.lease_s
         )
@@ -135,7 +164,7 @@ class Dispatcher:
 
         async def one(message: Message) -> str:
             async with gate:
-                return await self._deliver(message, t)
+                return await self._deliver(message, t, lease_end)
 
         ends = await asyncio.gather(*(one(m) for m in claimed))
         return DispatchStats(
@@ -144,6 +173,7 @@ class Dispatcher:
             retrying=ends.count("retrying"),
             dead=ends.count("dead"),
             cancelled=ends.count("cancelled"),
+            released=ends.count("released"),
         )
 
     async def run_forever(self, stop: asyncio.Event, interval_s: float = 0.2) -> None:

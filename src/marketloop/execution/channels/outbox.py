@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -97,6 +97,11 @@ class Outbox:
         killed at any point, about 0.2 ms per operation. ``"power"`` (``synchronous=FULL``):
         it also survives an OS crash or power cut, at one fsync per operation (about 3.5 ms
         on the development machine's disk).
+    no_resend_channels : collection of str, default=()
+        Channels made at-most-once after a crash: an expired lease there (the dispatcher
+        died between claim and mark, so the provider may or may not have the message)
+        becomes a dead letter instead of a resend. For providers without an idempotency
+        key, such as SMTP, when a lost message is better than a duplicate.
 
     Examples
     --------
@@ -124,6 +129,7 @@ class Outbox:
         max_backoff_s: float = 3600.0,
         busy_timeout_s: float = 10.0,
         durability: Literal["process", "power"] = "process",
+        no_resend_channels: Collection[str] = (),
     ) -> None:
         if durability not in _SYNCHRONOUS:
             raise ConfigError(describe(
@@ -138,6 +144,7 @@ class Outbox:
         self.backoff_base_s = backoff_base_s
         self.backoff_factor = backoff_factor
         self.max_backoff_s = max_backoff_s
+        self.no_resend_channels = frozenset(no_resend_channels)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._con: sqlite3.Connection | None = sqlite3.connect(
@@ -221,21 +228,25 @@ class Outbox:
 
         Due are pending and retrying rows whose next attempt time has come, and in-flight
         rows whose lease expired (their dispatcher died or hung: at-least-once). A claim
-        counts as an attempt; an expired lease on a row out of attempts makes it a dead
-        letter instead of a claim. Oldest due first.
+        counts as an attempt; an expired lease on a row out of attempts, or on a channel in
+        ``no_resend_channels``, makes it a dead letter instead of a claim. Oldest due first.
         """
         t = to_epoch(now)
         with self._tx() as con:
             rows = con.execute(
-                "SELECT message_id, message, status, attempts FROM outbox"
+                "SELECT message_id, message, status, attempts, channel FROM outbox"
                 " WHERE status IN ('pending', 'retrying', 'in_flight') AND due_at <= ?"
                 " ORDER BY due_at LIMIT ?",
                 (t, limit),
             ).fetchall()
             claimed, expired = [], []
-            for message_id, text, status, attempts in rows:
-                if status == "in_flight" and attempts >= self.max_attempts:
-                    expired.append((attempts, message_id))
+            for message_id, text, status, attempts, channel in rows:
+                if status == "in_flight" and channel in self.no_resend_channels:
+                    expired.append((f"lease expired on attempt {attempts} with the outcome"
+                                    f" unknown; {channel} is not resent", message_id))
+                elif status == "in_flight" and attempts >= self.max_attempts:
+                    expired.append((f"lease expired on attempt {attempts}: the dispatcher"
+                                    " stopped mid-send", message_id))
                 else:
                     claimed.append((message_id, text))
             con.executemany(
@@ -244,10 +255,9 @@ class Outbox:
                 [(t + lease_s, t, mid) for mid, _ in claimed],
             )
             con.executemany(
-                "UPDATE outbox SET status = 'dead', updated_at = ?, last_error ="
-                " 'lease expired on attempt ' || ? || ': the dispatcher stopped mid-send'"
+                "UPDATE outbox SET status = 'dead', updated_at = ?, last_error = ?"
                 " WHERE message_id = ?",
-                [(t, attempts, mid) for attempts, mid in expired],
+                [(t, error, mid) for error, mid in expired],
             )
         return [Message.from_json(text) for _, text in claimed]
 
@@ -345,6 +355,35 @@ class Outbox:
                 (reason, t, message_id),
             )
             return cur.rowcount == 1
+
+    def release(self, message_id: str, now: float | datetime | None = None) -> bool:
+        """Hand an unsent claim back, due now and its attempt uncounted; False if not in flight.
+
+        A dispatcher calls it for claims it cannot start before their lease runs short.
+        """
+        t = to_epoch(now)
+        with self._tx() as con:
+            cur = con.execute(
+                "UPDATE outbox SET status = CASE WHEN attempts > 1 THEN 'retrying'"
+                " ELSE 'pending' END, attempts = attempts - 1, due_at = ?, updated_at = ?"
+                " WHERE message_id = ? AND status = 'in_flight'",
+                (t, t, message_id),
+            )
+            return cur.rowcount == 1
+
+    def purge(self, older_than_s: float, now: float | datetime | None = None) -> int:
+        """Delete sent and cancelled rows last changed over ``older_than_s`` ago; how many.
+
+        A purged key is forgotten: enqueueing it again makes a new row. Keep
+        ``older_than_s`` above the longest time a decision may be re-submitted.
+        """
+        cutoff = to_epoch(now) - older_than_s
+        with self._tx() as con:
+            cur = con.execute(
+                "DELETE FROM outbox WHERE status IN ('sent', 'cancelled') AND updated_at < ?",
+                (cutoff,),
+            )
+            return cur.rowcount
 
     def requeue(self, message_id: str, now: float | datetime | None = None) -> bool:
         """Give a dead letter a fresh set of attempts, due now; False if it is not dead."""
