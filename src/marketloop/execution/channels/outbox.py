@@ -41,7 +41,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     updated_at  REAL NOT NULL,
     sent_at     REAL
 );
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, due_at);
+CREATE INDEX IF NOT EXISTS outbox_open ON outbox (due_at)
+    WHERE status IN ('pending', 'retrying', 'in_flight');
+CREATE INDEX IF NOT EXISTS outbox_dead ON outbox (updated_at) WHERE status = 'dead';
 CREATE INDEX IF NOT EXISTS outbox_customer ON outbox (customer_id, channel, status);
 """
 
