@@ -176,3 +176,32 @@ def test_cli_bad_input_is_one_line_and_exit_2(files, case, message):
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_vectorised_ranking_metrics_equal_the_per_list_definitions():
+    from marketloop.strategy.recommend._metrics import (
+        average_precision_at_k,
+        ndcg_at_k,
+        recall_at_k,
+    )
+
+    rng = np.random.default_rng(0)
+    rows, relevant = [], {}
+    for c in range(300):
+        for rank, item in enumerate(rng.choice(50, size=rng.integers(1, 25), replace=False)):
+            rows.append((f"c{c}", rank + 1, f"p{item}"))
+        if c % 7:  # some customers have lists but nothing relevant: they are not scored
+            relevant[f"c{c}"] = {f"p{i}" for i in rng.choice(50, size=rng.integers(1, 10),
+                                                              replace=False)}
+    relevant["no-list"] = {"p1"}
+    recs = pd.DataFrame(rows, columns=["customer_id", "rank", "product_id"]).set_index(
+        "customer_id").sample(frac=1.0, random_state=1)  # rows in any order
+    lists = recs.sort_values("rank").groupby(level=0)["product_id"].agg(list).to_dict()
+    for k in (1, 5, 20):
+        got = ranking_metrics(recs, relevant, k=k)
+        assert list(got.index) == list(relevant)
+        for customer, rel in relevant.items():
+            rec = lists.get(customer, [])
+            want = [recall_at_k(rec, rel, k), ndcg_at_k(rec, rel, k),
+                    average_precision_at_k(rec, rel, k)]
+            assert got.loc[customer, ["recall", "ndcg", "ap"]].tolist() == pytest.approx(want)

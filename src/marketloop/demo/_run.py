@@ -19,6 +19,7 @@ from marketloop.data.warehouse import connect
 from marketloop.demo._bandits import SeasonFigures, season_stage
 from marketloop.demo._campaign import CampaignFigures, campaign_stage
 from marketloop.demo._models import ModelFigures, model_stages
+from marketloop.demo._recommend import RecommendFigures, add_recommend_section, recommend_stage
 from marketloop.simulate import Market, write_export
 from marketloop.strategy.rfm import rfm_segments, segment_summary
 from marketloop.value import (
@@ -55,6 +56,7 @@ class DemoResult:
     models: ModelFigures | None = None
     season: SeasonFigures | None = None
     campaign: CampaignFigures | None = None
+    recommend: RecommendFigures | None = None
 
 
 def run_demo(
@@ -128,16 +130,21 @@ def run_demo(
     campaign = campaign_stage(shop, random_state=random_state)
     lap("campaign")
 
+    tell("recommenders on the warehouse by customer activity, and a win-back of dormant customers")
+    recommend = recommend_stage(shop, con, as_of=as_of, random_state=random_state)
+    lap("recommend")
+
     tell("writing the report")
     doc = _report(report, summary, caught, total, market, as_of)
     _model_sections(doc, models)
     _season_section(doc, season)
     _campaign_section(doc, campaign)
+    add_recommend_section(doc, recommend, number=7)
     path = doc.write(out / "report.html")
     lap("report")
     con.disconnect()
     return DemoResult(out, path, url, report, summary, caught, total, seconds, models, season,
-                      campaign=campaign)
+                      campaign=campaign, recommend=recommend)
 
 
 def _broken_rows_caught(

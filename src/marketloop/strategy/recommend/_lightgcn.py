@@ -143,7 +143,7 @@ class LightGCNRecommender(_FactorModel):
         ego = torch.nn.Parameter(
             0.1 * torch.randn(n_users + n_items, self.embedding_dim, generator=gen))
         graph = _norm_adjacency(early)
-        optimiser = torch.optim.Adam([ego], lr=self.learning_rate)
+        optimiser = _Adam(ego, self.learning_rate)
         users, items = early.nonzero()
         negatives_from = np.flatnonzero(np.diff(early.tocsc().indptr) > 0)
         best, best_state, stale, rows = -np.inf, None, 0, []
@@ -200,11 +200,40 @@ class LightGCNRecommender(_FactorModel):
             ranking = -F.logsigmoid((fu * fi).sum(1) - (fu * fj).sum(1)).mean()
             penalty = (ego[u].pow(2).sum() + ego[i].pow(2).sum() + ego[j].pow(2).sum())
             loss = ranking + self.l2 * penalty / (2 * len(at))
-            optimiser.zero_grad()
+            ego.grad = None
             loss.backward()
             optimiser.step()
             total += float(loss.detach()) * len(at)
         return total / max(len(order), 1)
+
+
+class _Adam:
+    """Adam (Kingma & Ba 2015) on one tensor, as ``torch.optim.Adam`` with its defaults.
+
+    Written out because building a ``torch.optim`` optimiser imports ``torch._dynamo``,
+    about 4 s on this machine, more than a demo-sized fit.
+    """
+
+    def __init__(self, param, lr: float, betas: tuple[float, float] = (0.9, 0.999),  # noqa: ANN001
+                 eps: float = 1e-8) -> None:
+        import torch
+
+        self.param, self.lr, self.betas, self.eps, self.t = param, lr, betas, eps, 0
+        self.m = torch.zeros_like(param)
+        self.v = torch.zeros_like(param)
+
+    def step(self) -> None:
+        import torch
+
+        b1, b2 = self.betas
+        self.t += 1
+        with torch.no_grad():
+            g = self.param.grad
+            self.m.mul_(b1).add_(g, alpha=1 - b1)
+            self.v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            m_hat = self.m / (1 - b1 ** self.t)
+            v_hat = self.v / (1 - b2 ** self.t)
+            self.param.sub_(self.lr * m_hat / (v_hat.sqrt() + self.eps))
 
 
 def _time_split(data: pd.DataFrame, share: float, shape: tuple[int, int], *,
@@ -344,5 +373,12 @@ def _validation_recall(user_vecs: np.ndarray, item_vecs: np.ndarray, early: sp.c
     scores[np.repeat(np.arange(len(rows)), np.diff(bought.indptr)), bought.indices] = -np.inf
     k = min(VALIDATION_K, scores.shape[1])
     top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    recalls = [np.isin(held_out[r], top[n]).mean() for n, r in enumerate(rows)]
-    return float(np.mean(recalls))
+    n_items = scores.shape[1]
+    picked = np.sort((np.arange(len(rows))[:, None] * n_items + top).ravel())
+    sizes = np.array([len(held_out[r]) for r in rows])
+    wanted = np.repeat(np.arange(len(rows)), sizes) * n_items + np.concatenate(
+        [held_out[r] for r in rows])
+    at = np.minimum(np.searchsorted(picked, wanted), len(picked) - 1)
+    hits = np.bincount(np.repeat(np.arange(len(rows)), sizes), weights=picked[at] == wanted,
+                       minlength=len(rows))
+    return float(np.mean(hits / sizes))

@@ -107,15 +107,35 @@ def ranking_metrics(recommendations: pd.DataFrame, relevant: Mapping[str, Collec
     pandas.DataFrame
         Indexed by ``customer_id``: ``hits``, ``recall``, ``ndcg``, ``ap``.
     """
+    _check(k)
+    customers = pd.Index(list(relevant), dtype=object, name="customer_id")
+    sizes = np.array([len(relevant[c]) for c in customers], dtype=np.int64)
+    wanted = pd.DataFrame({"customer_id": np.repeat(customers.to_numpy(), sizes),
+                           "product_id": [p for c in customers for p in relevant[c]]})
     ordered = recommendations.sort_values("rank", kind="stable")
-    lists = ordered.groupby(level=0, sort=False)["product_id"].agg(list).to_dict()
-    rows = []
-    for customer, rel in relevant.items():
-        rec = lists.get(customer, [])
-        rows.append((customer, len(set(rec[:k]) & set(rel)), recall_at_k(rec, rel, k),
-                     ndcg_at_k(rec, rel, k), average_precision_at_k(rec, rel, k)))
-    frame = pd.DataFrame(rows, columns=["customer_id", "hits", "recall", "ndcg", "ap"])
-    return frame.set_index("customer_id")
+    lists = pd.DataFrame({"customer_id": ordered.index.to_numpy(dtype=object),
+                          "product_id": ordered["product_id"].to_numpy(dtype=object)})
+    lists = lists.drop_duplicates(["customer_id", "product_id"])
+    lists["pos"] = lists.groupby("customer_id", sort=False).cumcount()
+    lists = lists[lists["pos"] < k]
+    hits = lists.merge(wanted.drop_duplicates(), on=["customer_id", "product_id"])
+    hits = hits.sort_values(["customer_id", "pos"], kind="stable")
+    hits["n"] = hits.groupby("customer_id", sort=False).cumcount() + 1  # hits so far
+    hits["gain"] = 1.0 / np.log2(hits["pos"] + 2.0)
+    hits["precision"] = hits["n"] / (hits["pos"] + 1.0)
+    per = hits.groupby("customer_id").agg(hits=("n", "size"), dcg=("gain", "sum"),
+                                          ap=("precision", "sum")).reindex(customers)
+    per = per.fillna(0.0)
+    ideal = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(k) + 2.0))])
+    cap = np.minimum(k, sizes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frame = pd.DataFrame({
+            "hits": per["hits"].to_numpy(dtype=np.int64),
+            "recall": np.where(sizes > 0, per["hits"] / np.maximum(sizes, 1), 0.0),
+            "ndcg": np.where(cap > 0, per["dcg"] / ideal[cap], 0.0),
+            "ap": np.where(cap > 0, per["ap"] / np.maximum(cap, 1), 0.0),
+        }, index=customers)
+    return frame
 
 
 def coverage(recommendations: pd.DataFrame, catalogue: Collection[object]) -> float:
