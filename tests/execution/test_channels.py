@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from marketloop.exceptions import ConfigError
+from marketloop.exceptions import ConfigError, SchemaError
 from marketloop.execution.channels import (
     DeliveryError,
     Dispatcher,
@@ -58,6 +58,13 @@ def _hook_message(i: int, channel: str = "webhook", customer: str = "c1") -> Mes
 class _Inbox:
     def __init__(self) -> None:
         self.mails: list[EmailMessage] = []
+        self.rcpt_reply = "250 OK"
+
+    async def handle_RCPT(self, server: object, session: object, envelope: object,
+                          address: str, rcpt_options: list[str]) -> str:
+        if self.rcpt_reply.startswith("250"):
+            envelope.rcpt_tos.append(address)  # type: ignore[attr-defined]
+        return self.rcpt_reply
 
     async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
         self.mails.append(email.message_from_bytes(envelope.content))  # type: ignore[attr-defined]
@@ -181,6 +188,25 @@ def test_a_bad_address_is_not_retryable(smtp: _SMTPServer) -> None:
     with pytest.raises(DeliveryError, match="found 'not-an-address'") as info:
         asyncio.run(_smtp_provider(smtp).send(bad))
     assert info.value.retryable is False
+
+
+@pytest.mark.parametrize(("reply", "retryable"), [("550 5.1.1 no such user", False),
+                                                  ("451 4.3.0 try again later", True)])
+def test_smtp_5yz_is_permanent_and_4yz_transient(
+    smtp: _SMTPServer, reply: str, retryable: bool
+) -> None:
+    smtp.inbox.rcpt_reply = reply
+    smtp.start()
+    with pytest.raises(DeliveryError, match="recipient refused") as info:
+        asyncio.run(_smtp_provider(smtp).send(_mail(1)))
+    assert info.value.retryable is retryable and smtp.inbox.mails == []
+
+
+def test_a_payload_json_cannot_hold_is_refused_at_enqueue(box: Outbox) -> None:
+    bad = Message("d1:email", "d1", "c1", "email", payload={"when": object()})
+    with pytest.raises(SchemaError, match=re.escape("Message 'd1:email' payload: expected")):
+        box.enqueue(bad)
+    assert sum(box.counts().values()) == 0
 
 
 def test_email_outage_backs_off_then_dead_letters(smtp: _SMTPServer, box: Outbox) -> None:

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
-from marketloop.exceptions import ConfigError, MarketloopError, describe
+from marketloop.exceptions import ConfigError, MarketloopError, SchemaError, describe
 
 #: The channels marketloop knows; a provider is registered per channel name.
 CHANNELS = ("email", "sms", "push", "in_app", "webhook")
@@ -85,8 +85,22 @@ class Message:
         return out
 
     def to_json(self) -> str:
-        """The message as compact JSON, keys sorted, so equal messages give equal text."""
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """The message as compact JSON, keys sorted, so equal messages give equal text.
+
+        Raises
+        ------
+        SchemaError
+            If ``payload`` holds a value JSON cannot represent.
+        """
+        try:
+            return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            raise SchemaError(describe(
+                where=f"Message {self.message_id!r} payload",
+                expected="JSON-able values (str, number, bool, None, list, dict)",
+                found=str(exc),
+                hint="Convert dates to ISO text and numpy numbers with float() or int().",
+            )) from None
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> Message:
