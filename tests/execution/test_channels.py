@@ -407,21 +407,23 @@ def test_run_forever_drains_and_stops(hook: _Hook, box: Outbox) -> None:
 
 
 def test_claims_that_wait_past_their_lease_are_released_unsent(box: Outbox) -> None:
-    hook = _Hook(delay_s=0.3)
+    # One send slot, sends of 0.5 s: a send may start until 3 - 1.5 - 0.3 = 1.2 s after
+    # the claim, so of four claims the first two or three are sent and the rest released.
+    # The 1.5 s send timeout leaves 3x slack over the receiver's delay on a loaded machine.
+    hook, keys = _Hook(delay_s=0.5), [f"d{i}:webhook" for i in range(4)]
     try:
-        for i in range(3):
+        for i in range(4):
             box.enqueue(_hook_message(i), now=0)
         provider = WebhookProvider(hook.url, secret=SECRET)
-        dispatcher = Dispatcher(box, {"webhook": provider}, _allow, lease_s=1.0,
-                                send_timeout_s=0.5, concurrency=1)
+        dispatcher = Dispatcher(box, {"webhook": provider}, _allow, lease_s=3.0,
+                                send_timeout_s=1.5, concurrency=1)
         stats = asyncio.run(dispatcher.run_once(now=0))
-        assert stats.sent >= 1 and stats.released >= 1 and stats.sent + stats.released == 3
-        released = [r for r in map(box.get, [f"d{i}:webhook" for i in range(3)])
-                    if r.status == "pending"]
+        assert stats.sent >= 1 and stats.released >= 1 and stats.sent + stats.released == 4
+        released = [r for r in map(box.get, keys) if r.status == "pending"]
         assert len(released) == stats.released and all(r.attempts == 0 for r in released)
         while asyncio.run(dispatcher.run_once(now=0)).claimed:
             pass
-        assert sorted(hook.keys()) == [f"d{i}:webhook" for i in range(3)]  # each once
+        assert sorted(hook.keys()) == keys  # each once
     finally:
         hook.close()
 
