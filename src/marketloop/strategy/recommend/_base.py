@@ -86,6 +86,7 @@ class Recommender(BaseEstimator):
         check_in_range(self, "diversity", self.diversity, low=0.0, high=1.0)
         self._check_params()
         data = check_interactions(interactions, where=where)
+        self.__dict__.pop("_serving", None)  # the serving cache of the previous fit
         customers = pd.Index(np.sort(data.customer_id.unique()), name="customer_id")
         products = pd.Index(np.sort(data.product_id.unique()), name="product_id")
         u = customers.get_indexer(data.customer_id)
@@ -183,13 +184,33 @@ class Recommender(BaseEstimator):
         """
         check_fitted(self)
         mask = np.zeros(len(self.product_ids_), bool) if blocked is None else blocked
-        row = self.customer_ids_.get_indexer([str(customer_id)])[0]
+        cache = self.__dict__.get("_serving")
+        if cache is None:  # a dict lookup is ~20x faster than Index.get_indexer
+            cache = self.__dict__["_serving"] = (
+                dict(zip(self.customer_ids_, range(len(self.customer_ids_)), strict=True)),
+                self.product_ids_.to_numpy(dtype=object))
+        positions, ids = cache
+        row = positions.get(str(customer_id), -1)
         if row < 0:
             items, _ = self._fallback(k, mask)
-        else:
+        elif self.tail_weight > 0 or self.diversity > 0:
             items, _ = self._top(np.array([row]), k, mask, True)
             items = items[0]
-        return [self.product_ids_[i] for i in items if i >= 0]
+        else:
+            items = self._top_one(row, k, mask)
+        return [ids[i] for i in items if i >= 0]
+
+    def _top_one(self, row: int, k: int, blocked: np.ndarray) -> np.ndarray:
+        """One customer's best ``k`` without the knobs, in place of the batch path."""
+        scores = np.asarray(self._scores(np.array([row])), dtype=np.float64)[0]
+        X = self.user_items_
+        scores[X.indices[X.indptr[row]:X.indptr[row + 1]]] = -np.inf
+        if blocked.any():
+            scores[blocked] = -np.inf
+        kk = min(k, len(scores))
+        top = np.argpartition(-scores, kk - 1)[:kk] if kk < len(scores) else np.arange(kk)
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return top[np.isfinite(scores[top])]
 
     def blocked_mask(self, exclude_items: Collection[object] | None) -> np.ndarray:
         """Boolean mask over ``product_ids_``: True for the products to leave out."""
