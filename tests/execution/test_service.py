@@ -164,8 +164,12 @@ def test_decisions_and_outcomes_land_in_the_warehouse(tmp_path: Path) -> None:
             {"decision_id": ids[1], "kind": "revenue", "value": 42.5,
              "ts": dt.datetime(2026, 12, 1, tzinfo=dt.UTC).isoformat()}]})
         assert r.status_code == 202
-        c.post("/v1/events", json={"type": "product_view", "customer_id": "w0",
-                                   "product_id": "p1", "dwell_ms": 50_000, "session_id": "s1"})
+        r = c.post("/v1/events", json={"type": "product_view", "customer_id": "w0",
+                                       "product_id": "p1", "dwell_ms": 50_000,
+                                       "session_id": "s1"})
+        fired = r.json()["fired"]  # a long dwell: the dwell trigger decides too
+        assert [f["rule"] for f in fired] == ["long_dwell"]
+        ids.append(fired[0]["decision_id"])
     con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
     rows = con.sql("SELECT decision_id, action, propensity, reasons FROM decisions").fetchall()
     assert sorted(r[0] for r in rows) == sorted(ids)

@@ -79,6 +79,9 @@ class Action(BaseModel):
     format: str | None = None
     product_id: str | None = None
     send_at: str
+    dispatch: Literal["queued", "caller"] = Field(
+        "caller", description="queued: the service sends it through the channel's outbox; "
+        "caller: no provider is configured for the channel, the caller delivers it.")
 
 
 class DecisionOut(BaseModel):
@@ -120,6 +123,8 @@ class ConsentIn(BaseModel):
     channel: ChannelName
     purpose: Literal["marketing", "personalisation"] = "marketing"
     granted: bool
+    address: str | None = Field(None, min_length=3, max_length=320,
+                                description="E-mail address, phone number or device token.")
 
 
 class Accepted(BaseModel):

@@ -76,6 +76,7 @@ class Decision:
     degraded: bool = False
     format: str | None = None
     product_id: str | None = None
+    dispatch: str = "caller"
 
     @property
     def action(self) -> str:
@@ -86,7 +87,8 @@ class Decision:
         """The response body of ``POST /v1/decide``."""
         action = None if self.offer is None else {
             "offer": self.offer, "channel": self.channel, "format": self.format,
-            "product_id": self.product_id, "send_at": self.ts.isoformat()}
+            "product_id": self.product_id, "send_at": self.ts.isoformat(),
+            "dispatch": self.dispatch}
         return {"decision_id": self.decision_id, "customer_id": self.customer_id,
                 "ts": self.ts.isoformat(), "policy": self.policy, "action": action,
                 "propensity": self.propensity, "reasons": self.reasons,

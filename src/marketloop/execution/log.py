@@ -28,7 +28,9 @@ DECISION_COLUMNS = ["decision_id", "customer_id", "ts", "policy", "action", "pro
 OUTCOME_COLUMNS = ["decision_id", "kind", "ts", "value"]
 EVENT_COLUMNS = ["event_id", "customer_id", "anonymous_id", "session_id", "ts", "type",
                  "product_id", "dwell_ms"]
-_COLUMNS = {"decisions": DECISION_COLUMNS, "outcomes": OUTCOME_COLUMNS, "events": EVENT_COLUMNS}
+CONSENT_COLUMNS = ["customer_id", "channel", "purpose", "granted", "ts", "source"]
+_COLUMNS = {"decisions": DECISION_COLUMNS, "outcomes": OUTCOME_COLUMNS, "events": EVENT_COLUMNS,
+            "consents": CONSENT_COLUMNS}
 
 
 class DecisionLog:
@@ -79,9 +81,8 @@ class DecisionLog:
         row = {"decision_id": d.decision_id, "customer_id": d.customer_id,
                "ts": d.ts.astimezone(dt.UTC).replace(tzinfo=None), "policy": d.policy,
                "action": d.action, "propensity": d.propensity,
-               "reasons": json.dumps({"reasons": d.reasons, "context": context or {},
-                                      "campaign": d.campaign, "degraded": d.degraded},
-                                     default=str)}
+               "reasons": {"reasons": d.reasons, "context": context or {},
+                           "campaign": d.campaign, "degraded": d.degraded}}
         body = d.to_json()
         body["context"] = context or {}
         self._recent[d.decision_id] = body
@@ -99,6 +100,14 @@ class DecisionLog:
     def event(self, row: dict) -> None:
         """Queue a site event (the ``events`` table's columns, ``ts`` in UTC)."""
         self._queue.put(("events", row))
+
+    def consent(self, customer_id: str, channel: str, purpose: str, granted: bool,
+                ts: dt.datetime, source: str = "api") -> None:
+        """Queue a consent change: it replaces the warehouse's row for its key."""
+        self._queue.put(("consents", {"customer_id": customer_id, "channel": channel,
+                                      "purpose": purpose, "granted": bool(granted),
+                                      "ts": ts.astimezone(dt.UTC).replace(tzinfo=None),
+                                      "source": source}))
 
     def lookup(self, decision_id: str) -> dict | None:
         """A recent decision as answered, or ``None`` (then the warehouse may have it)."""
@@ -124,6 +133,9 @@ class DecisionLog:
         if not rows or self.warehouse_url is None:
             self.written += len(rows)
             return
+        for table, row in rows:  # JSON made here, in the writer thread, not per request
+            if table == "decisions" and isinstance(row["reasons"], dict):
+                row["reasons"] = json.dumps(row["reasons"], default=str)
         frames = {table: pd.DataFrame([r for t, r in rows if t == table], columns=columns)
                   for table, columns in _COLUMNS.items()}
         try:
@@ -165,12 +177,27 @@ def _ensure(con: object) -> None:
 
 
 def _insert(con: object, frames: dict[str, pd.DataFrame]) -> None:
-    from marketloop.data.warehouse import transaction
+    import uuid
 
-    with transaction(con):  # type: ignore[arg-type]
-        for table, frame in frames.items():
-            if len(frame):
-                con.insert(table, frame)  # type: ignore[attr-defined]
+    from marketloop.data.warehouse import delete_keys, drop_staging, stage_table, transaction
+
+    consents = frames["consents"].drop_duplicates(["customer_id", "channel", "purpose"],
+                                                  keep="last")
+    staged = []
+    if len(consents):  # staged before the transaction: PostgreSQL commits a create
+        staged.append(f"_ml_consent_keys_{uuid.uuid4().hex[:12]}")
+        keys = stage_table(con, staged[0],  # type: ignore[arg-type]
+                           consents[["customer_id", "channel", "purpose"]])
+    try:
+        with transaction(con):  # type: ignore[arg-type]
+            if staged:  # the latest consent per key replaces the stored one
+                delete_keys(con, "consents", keys)  # type: ignore[arg-type]
+            for table, frame in {**frames, "consents": consents}.items():
+                if len(frame):
+                    con.insert(table, frame)  # type: ignore[attr-defined]
+    finally:
+        if staged:
+            drop_staging(con, staged)  # type: ignore[arg-type]
 
 
 __all__ = ["DecisionLog"]

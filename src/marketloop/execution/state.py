@@ -64,6 +64,10 @@ class State(Protocol):
     async def set_consent(self, customer_id: str, channel: str, purpose: str,
                           granted: bool) -> None: ...
 
+    async def set_address(self, customer_id: str, channel: str, address: str) -> None: ...
+
+    async def address(self, customer_id: str, channel: str) -> str | None: ...
+
     async def reserve(self, customer_id: str, campaign: str, cost_cents: int,
                       budget_cents: int | None, now: dt.datetime, *,
                       contact: bool = True) -> str | None: ...
@@ -95,6 +99,7 @@ class MemoryState:
         self.limits = limits
         self._lock = asyncio.Lock()
         self._consent: dict[tuple[str, str, str], bool] = {}
+        self._address: dict[tuple[str, str], str] = {}
         self._count: dict[str, int] = defaultdict(int)
         self._spent: dict[str, int] = defaultdict(int)
 
@@ -104,6 +109,13 @@ class MemoryState:
     async def set_consent(self, customer_id: str, channel: str, purpose: str,
                           granted: bool) -> None:
         self._consent[(customer_id, channel, purpose)] = bool(granted)
+
+    async def set_address(self, customer_id: str, channel: str, address: str) -> None:
+        """The customer's e-mail address, phone number or device token for ``channel``."""
+        self._address[(customer_id, channel)] = address
+
+    async def address(self, customer_id: str, channel: str) -> str | None:
+        return self._address.get((customer_id, channel))
 
     async def reserve(self, customer_id: str, campaign: str, cost_cents: int,
                       budget_cents: int | None, now: dt.datetime, *,
@@ -184,6 +196,14 @@ class RedisState:
                           granted: bool) -> None:
         await self._call(self._redis.hset(f"{self.prefix}:consent:{customer_id}",
                                           f"{channel}:{purpose}", "1" if granted else "0"))
+
+    async def set_address(self, customer_id: str, channel: str, address: str) -> None:
+        await self._call(self._redis.hset(f"{self.prefix}:consent:{customer_id}",
+                                          f"address:{channel}", address))
+
+    async def address(self, customer_id: str, channel: str) -> str | None:
+        return await self._call(self._redis.hget(f"{self.prefix}:consent:{customer_id}",
+                                                 f"address:{channel}"))
 
     async def reserve(self, customer_id: str, campaign: str, cost_cents: int,
                       budget_cents: int | None, now: dt.datetime, *,

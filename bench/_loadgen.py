@@ -1,0 +1,85 @@
+"""An open-loop HTTP/1.1 load generator: requests at a fixed rate, latency from schedule.
+
+Run as its own process (``python bench/_loadgen.py URL PATH RATE SECONDS CONNECTIONS
+BODY_FILE [HEADER ...]``); prints one JSON line with the count, errors, throughput and
+latency percentiles. Each of ``CONNECTIONS`` keep-alive connections sends its share of the
+schedule; a request's latency counts from the moment it was *due*, not when it was sent,
+so a server that falls behind is charged for the wait (no coordinated omission).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from urllib.parse import urlsplit
+
+import numpy as np
+
+
+async def _connection(host: str, port: int, request: bytes, due: np.ndarray,
+                      start: float, out: list[float], errors: list[int]) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    loop = asyncio.get_running_loop()
+    for t in due:
+        wait = start + t - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        if length:
+            await reader.readexactly(length)
+        out.append(loop.time() - (start + t))
+        if status >= 400:
+            errors.append(status)
+    writer.close()
+
+
+async def run(url: str, path: str, rate: float, seconds: float, connections: int,
+              body: bytes, headers: list[str]) -> dict[str, object]:
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    head = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", "Content-Type: application/json",
+            f"Content-Length: {len(body)}", *headers]
+    request = ("\r\n".join(head) + "\r\n\r\n").encode() + body
+    n = int(rate * seconds)
+    schedule = np.arange(n) / rate
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.2
+    latencies: list[float] = []
+    errors: list[int] = []
+    wall = time.perf_counter()
+    await asyncio.gather(*(_connection(host, port, request, schedule[k::connections], start,
+                                       latencies, errors) for k in range(connections)))
+    wall = time.perf_counter() - wall - 0.2
+    lat = np.asarray(latencies) * 1000.0
+    return {"requests": int(len(lat)), "errors": len(errors), "rate": rate,
+            "throughput": round(len(lat) / wall, 1),
+            "p50_ms": round(float(np.percentile(lat, 50)), 3),
+            "p90_ms": round(float(np.percentile(lat, 90)), 3),
+            "p99_ms": round(float(np.percentile(lat, 99)), 3),
+            "max_ms": round(float(lat.max()), 3)}
+
+
+def main(argv: list[str]) -> None:
+    url, path, rate, seconds, connections, body_file, *headers = argv
+    body = open(body_file, "rb").read()  # noqa: SIM115 - read once
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    result = asyncio.run(run(url, path, float(rate), float(seconds), int(connections), body,
+                             headers))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

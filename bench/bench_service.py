@@ -1,0 +1,133 @@
+"""`POST /v1/decide` latency and throughput, beside a bare FastAPI endpoint, same run.
+
+Starts ``marketloop serve`` (one worker, uvloop + httptools; rules, decision log to a
+DuckDB file in a temporary folder) with in-process state, then with Redis state, and a bare
+FastAPI app under the same uvicorn settings whose ``POST /v1/decide`` returns a constant.
+A load generator in a second process (bench/_loadgen.py: open loop, fixed rate, latency
+from each request's due time) sends 500 and 1,000 requests/s for ``--seconds`` each over 32
+keep-alive connections, then as fast as the server answers (throughput). Prints a table and
+the ratio of our throughput to the bare endpoint's.
+
+Run: .venv/bin/python bench/bench_service.py [--seconds 15] [--redis redis://127.0.0.1:6379/0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+KEY = "bench-key-0123456789"
+BODY = {"customer_id": "c1", "context": {"dwell_ms": 45_000, "product_id": "p1"}}
+BARE = '''
+from fastapi import FastAPI
+app = FastAPI()
+@app.post("/v1/decide")
+async def decide(body: dict) -> dict:
+    return {"decision_id": "d", "action": None, "propensity": 1.0}
+@app.get("/healthz")
+async def healthz() -> dict:
+    return {"status": "ok"}
+'''
+CONFIG = """
+[service]
+budgets = { default = 1e12 }
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def _wait(url: str) -> None:
+    for _ in range(300):
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not start")
+
+
+def _load(url: str, rate: float, seconds: float, body: Path, auth: bool) -> dict:
+    headers = [f"Authorization: Bearer {KEY}"] if auth else []
+    out = subprocess.run([sys.executable, str(HERE / "_loadgen.py"), url, "/v1/decide",
+                          str(rate), str(seconds), "32", str(body), *headers],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-service-"))
+    body = tmp / "body.json"
+    body.write_text(json.dumps(BODY))
+    (tmp / "bare.py").write_text(BARE)
+    (tmp / "service.toml").write_text(CONFIG)
+    env = {**os.environ, "MARKETLOOP_API_KEY": KEY}
+    print(f"load average before: {os.getloadavg()}")
+    servers = {
+        "marketloop, in-process state": ["--state", "memory"],
+        "marketloop, Redis state": ["--state", args.redis],
+        "bare FastAPI endpoint": None,
+    }
+    rows = []
+    for name, extra in servers.items():
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        if extra is None:
+            cmd = [sys.executable, "-m", "uvicorn", "bare:app", "--port", str(port),
+                   "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
+                   "--no-access-log"]
+        else:
+            cmd = [sys.executable, "-m", "marketloop", "serve", "--port", str(port),
+                   "--config", str(tmp / "service.toml"),
+                   "--warehouse", f"duckdb:///{tmp / 'w.duckdb'}", *extra]
+        proc = _start(cmd, tmp, env)
+        try:
+            _wait(url)
+            _load(url, 200, 2, body, extra is not None)  # warm-up
+            for rate in (500, 1_000):
+                r = _load(url, rate, args.seconds, body, extra is not None)
+                rows.append((name, f"{rate:,}/s", r))
+            r = _load(url, 20_000, 5, body, extra is not None)
+            rows.append((name, "max", r))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    print(f"load average after: {os.getloadavg()}")
+    print(f"{'server':32} {'offered':>9} {'served/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'errors':>7}")
+    for name, offered, r in rows:
+        p50 = "-" if offered == "max" else f"{r['p50_ms']:.2f}"
+        p99 = "-" if offered == "max" else f"{r['p99_ms']:.2f}"
+        print(f"{name:32} {offered:>9} {r['throughput']:>9,.0f} {p50:>8} {p99:>8} "
+              f"{r['errors']:>7}")
+    best = {name: r["throughput"] for name, offered, r in rows if offered == "max"}
+    bare = best["bare FastAPI endpoint"]
+    for name in ("marketloop, in-process state", "marketloop, Redis state"):
+        print(f"throughput ratio {name} / bare: {best[name] / bare:.2f}")
+
+
+if __name__ == "__main__":
+    main()
