@@ -73,10 +73,10 @@ class Dispatching:
         self.state = state
         self.outbox_path = Path(config.outbox)
         self.outbox_path.parent.mkdir(parents=True, exist_ok=True)
-        self.outbox = Outbox(self.outbox_path)
+        self._outbox: Outbox | None = None
         inbox = self.outbox_path.with_name(self.outbox_path.stem + "-inapp.sqlite")
         self.providers = build_providers(config.channels, inbox)
-        self.dispatcher = Dispatcher(self.outbox, self.providers, self._consent)
+        self._dispatcher: Dispatcher | None = None
         rules = load_triggers(config.triggers) if config.triggers else list(DEFAULT_RULES)
         if config.state == "memory":
             once = MemoryOnceStore()
@@ -90,6 +90,19 @@ class Dispatching:
         self.triggers = TriggerEngine(rules, once)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+
+    @property
+    def outbox(self) -> Outbox:
+        """The outbox file, opened on first use (and again after :meth:`stop`)."""
+        if self._outbox is None:
+            self._outbox = Outbox(self.outbox_path)
+        return self._outbox
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        if self._dispatcher is None or self._dispatcher.outbox is not self.outbox:
+            self._dispatcher = Dispatcher(self.outbox, self.providers, self._consent)
+        return self._dispatcher
 
     async def _consent(self, customer_id: str, channel: str, purpose: str) -> bool:
         granted = await self.state.consent(customer_id, channel, purpose)
@@ -121,6 +134,7 @@ class Dispatching:
 
     def start(self, on_fire: OnFire) -> None:
         """Run the dispatcher and the idle-cart timers in the background."""
+        self._stop = asyncio.Event()
         self._tasks = [asyncio.create_task(self.dispatcher.run_forever(self._stop, 0.1)),
                        asyncio.create_task(self._timers(on_fire))]
 
@@ -141,7 +155,9 @@ class Dispatching:
             closer = getattr(provider, "aclose", None)
             if closer is not None:
                 await closer()
-        self.outbox.close()
+        if self._outbox is not None:
+            self._outbox.close()
+            self._outbox = None
 
 
 def _subject(offer: str) -> str:
