@@ -41,6 +41,12 @@ def winback(
 
     Example: marketloop plan winback --as-of 2025-12-31 --out winback.csv
     """
+    from datetime import datetime
+
+    try:  # checked before the heavy imports, so a typo fails fast
+        datetime.fromisoformat(as_of)
+    except ValueError:
+        raise ConfigError(describe("--as-of", "a date such as 2025-12-31", repr(as_of))) from None
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import pandas as pd
 
@@ -48,10 +54,7 @@ def winback(
     from marketloop.strategy.recommend import load_interactions
     from marketloop.strategy.winback import plan_winback
 
-    try:
-        day = pd.Timestamp(as_of)
-    except ValueError:
-        raise ConfigError(describe("--as-of", "a date such as 2025-12-31", repr(as_of))) from None
+    day = pd.Timestamp(as_of)
     con = connect(warehouse_url(warehouse))
     tables = set(con.list_tables())
     missing = [t for t in ("customers", "products", "orders", "order_lines") if t not in tables]
