@@ -156,7 +156,8 @@ def test_metrics_are_prometheus_text(client) -> None:
 
 
 def test_decisions_and_outcomes_land_in_the_warehouse(tmp_path: Path) -> None:
-    with served(tmp_path, key=KEY) as url, httpx.Client(base_url=url, headers=AUTH) as c:
+    with served(tmp_path, key=KEY) as url, \
+            httpx.Client(base_url=url, headers=AUTH, timeout=30) as c:
         ids = [_decide(c, customer_id=f"w{i}", context={"dwell_ms": 50_000})["decision_id"]
                for i in range(20)]
         r = c.post("/v1/outcomes", json={"outcomes": [
@@ -183,7 +184,7 @@ def test_decisions_and_outcomes_land_in_the_warehouse(tmp_path: Path) -> None:
 def test_redis_unreachable_answers_nothing_degraded(tmp_path: Path) -> None:
     port = 6_399  # nothing listens here
     with served(tmp_path, "--state", f"redis://127.0.0.1:{port}/0", key=KEY) as url:
-        with httpx.Client(base_url=url, headers=AUTH) as c:
+        with httpx.Client(base_url=url, headers=AUTH, timeout=30) as c:
             d = _decide(c, customer_id="r1", context={"dwell_ms": 50_000})
             assert d["action"] is None and d["degraded"] is True
             assert "state store unreachable" in d["reasons"][-1]
