@@ -46,6 +46,7 @@ def duckdb_read(path: Path, delimiter: str) -> tuple[pd.DataFrame, pd.DataFrame]
 @example(lines=[["1", "2", "3"], ["4", "5"]], delimiter=",", newline_at_end=False)
 @example(lines=[["1", "2", "3"], [" "], ["4", "5", "6", "7"]], delimiter=",", newline_at_end=True)
 @example(lines=[["1", "2", "3"], ["4", "5", "6", ""]], delimiter=";", newline_at_end=True)
+@example(lines=[["4", "5"], ["1", "2", "3"], ["4", "5"]], delimiter=",", newline_at_end=False)
 def test_plain_files_read_the_same_as_duckdb(
     tmp_path_factory, lines: list[list[str]], delimiter: str, newline_at_end: bool
 ) -> None:

@@ -5,15 +5,15 @@ which serialises the scan (the ``rowid`` of a stored scan does not follow the fi
 :class:`marketloop.data._readers.Staged`). pyarrow's reader keeps the file's order and
 splits the work into blocks, so numbering is a free ``arange``.
 
-Only files whose reading is plain take this path: not compressed, no quote character, no
-carriage return, no NUL byte, no empty line, valid UTF-8 and every record shorter than a
-block. There a record is exactly a line and a field exactly the text between delimiters,
-so pyarrow and DuckDB read the same values (``tests/data/test_csv_fast.py`` checks them
-against each other). Everything else returns ``None`` and is read by DuckDB, as is a
-file with a record that has more fields than the header and ends in a delimiter (DuckDB
-drops empty fields past the last column). Records with the wrong number of fields are
-refused with DuckDB's reasons; their record numbers are found by looking for their text
-among the file's lines.
+Only files whose reading is plain take this path: not compressed, two columns or more, no
+quote character, no carriage return, no NUL byte, no empty line, valid UTF-8 and every
+record shorter than a block. There a record is exactly a line and a field exactly the
+text between delimiters, so pyarrow and DuckDB read the same values
+(``tests/data/test_csv_fast.py`` checks them against each other). Everything else returns
+``None`` and is read by DuckDB, as is a file with a record that has more fields than the
+header and ends in a delimiter (DuckDB drops empty fields past the last column). Records
+with the wrong number of fields are refused with DuckDB's reasons; their record numbers
+are found by looking for their text among the file's lines.
 """
 
 from __future__ import annotations
@@ -24,10 +24,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-#: Bytes that make a file's reading depend on the dialect: the file goes to DuckDB.
-NOT_PLAIN = (b'"', b"\r", b"\x00", b"\n\n")
+#: Bytes that make a file's reading depend on the dialect: the file goes to DuckDB. (An
+#: empty line is found in pyarrow's result: a record whose fields are all empty.)
+NOT_PLAIN = (b'"', b"\r", b"\x00")
 #: A record must fit in one block; DuckDB refuses records over 4 MiB (``line_too_long``),
 #: so anything near that size is left to DuckDB.
 BLOCK_SIZE = (1 << 22) - (1 << 16)
@@ -49,7 +51,7 @@ def read_plain_csv(
         ``raw``. None when the file is not plain (see the module docstring).
     """
     data = path.read_bytes()
-    if data[:2] == b"\x1f\x8b" or any(marker in data for marker in NOT_PLAIN):
+    if len(columns) < 2 or data[:2] == b"\x1f\x8b" or any(m in data for m in NOT_PLAIN):
         return None
     start = data.find(b"\n") + 1
     if start == 0 or start == len(data):
@@ -58,8 +60,9 @@ def read_plain_csv(
 
     def refuse(row: pcsv.InvalidRow) -> str:
         too_many = row.actual_columns > row.expected_columns
-        if too_many and row.text.endswith(delimiter):
-            return "error"  # DuckDB drops empty fields past the last column: let it read
+        if not row.text or (too_many and row.text.endswith(delimiter)):
+            # an empty line, or empty fields past the last column (DuckDB drops them)
+            return "error"
         refused.append((row.text, "too_many_fields" if too_many else "too_few_fields"))
         return "skip" if len(refused) <= MAX_REFUSED else "error"
 
@@ -87,21 +90,41 @@ def read_plain_csv(
         )
     except (pa.ArrowException, UnicodeDecodeError):
         return None  # bad encoding, a record over a block, too many refused records
-    rejects = _located(data, start, refused)
+    if _has_blank_record(table):
+        return None  # an empty line (or one of delimiters only): DuckDB skips those
+    n_records = table.num_rows + len(refused)
+    rejects = _located(data, start, refused, n_records)
     if rejects is None:
         return None
-    n_records = table.num_rows + len(refused)
     numbers = np.delete(
         np.arange(1, n_records + 1, dtype=np.int64), rejects["row_no"].to_numpy() - 1
     )
     return table.append_column("_row_no", pa.array(numbers)), rejects
 
 
-def _located(data: bytes, start: int, refused: list[tuple[str, str]]) -> pd.DataFrame | None:
+def _has_blank_record(table: pa.Table) -> bool:
+    """Whether a record has every field empty (looked for where the first one is)."""
+    first_empty = pc.equal(pc.binary_length(table.column(0)), 0)
+    if not pc.any(first_empty).as_py():
+        return False
+    rest = table.filter(first_empty)
+    blank = first_empty.filter(first_empty)
+    for column in rest.columns[1:]:
+        blank = pc.and_(blank, pc.equal(pc.binary_length(column), 0))
+    return bool(pc.any(blank).as_py())
+
+
+def _located(
+    data: bytes, start: int, refused: list[tuple[str, str]], n_records: int
+) -> pd.DataFrame | None:
     """The refused lines with their record numbers, found by their text; None if unsure."""
     found: list[tuple[int, str, str]] = []
+    last_line = data[data.rfind(b"\n", 0, len(data) - 1) + 1 :].rstrip(b"\n")
     for (text, why), times in Counter(refused).items():
         needle = text.encode("utf-8")
+        if times == 1 and needle == last_line:  # a truncated last line: no need to look
+            found.append((len(data), why, text))
+            continue
         hits: list[int] = []
         at, candidates = start, 0
         while (i := data.find(needle, at)) >= 0:
@@ -117,6 +140,9 @@ def _located(data: bytes, start: int, refused: list[tuple[str, str]]) -> pd.Data
     found.sort()
     numbers, line, last = [], 0, 0
     for offset, _why, _text in found:  # the header is line 0: a line's index is its number
+        if offset == len(data):
+            numbers.append(n_records)
+            continue
         line += data.count(b"\n", last, offset)
         numbers.append(line)
         last = offset
