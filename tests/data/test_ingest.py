@@ -202,6 +202,28 @@ def test_row_numbers_count_records_the_reader_refused(tmp_path: Path) -> None:
     assert q.reason.tolist()[-1] == "not_allowed:currency"
 
 
+def test_orphan_row_numbers_in_json_lines_are_not_moved_by_refused_lines(tmp_path: Path) -> None:
+    # JSON Lines records carry their number from the reader; the CSV reader's shift past
+    # refused records must not apply to them (an orphan after a bad line kept its number)
+    con = connect("duckdb://")
+    ingest([write(tmp_path / "orders.csv", ORDERS_HEADER, orders_rows(1))], con=con)
+    line = {"order_id": "O0", "line_no": "1", "product_id": "P1", "quantity": "1"}
+    lines = tmp_path / "order_lines.jsonl"
+    lines.write_text(
+        "{not json\n"
+        + json.dumps({**line, "unit_price": "1.00"})
+        + "\n"
+        + json.dumps({**line, "order_id": "NOPE", "unit_price": "1.00"})
+        + "\n"
+    )
+    ingest([lines], con=con)
+    q = con.table("quarantine").order_by("row_no").to_pandas()
+    assert list(zip(q.row_no, q.reason, strict=True)) == [
+        (1, "malformed_row:json"),
+        (3, "orphan:order_id"),
+    ]
+
+
 def test_bad_encoding_is_quarantined_not_fatal(tmp_path: Path) -> None:
     path = tmp_path / "orders.csv"
     path.write_bytes(
