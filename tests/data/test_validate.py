@@ -7,11 +7,18 @@ from decimal import Decimal
 
 import ibis
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from marketloop.data._validate import validate
+from marketloop.data._validate import (
+    DECIMAL_PATTERN,
+    ID_PATTERN,
+    INT_PATTERN,
+    plain_flags,
+    validate,
+)
 from marketloop.data.schema import ORDER_LINES, ORDERS
 
 CON = ibis.duckdb.connect()
@@ -95,3 +102,40 @@ def test_any_text_id_is_kept_exactly_or_refused(text: str) -> None:
 def test_the_first_broken_rule_in_column_order_is_the_reason() -> None:
     got = run(ORDER_LINES, [line(order_id="", quantity="-3"), line(quantity="-3", unit_price="x")])
     assert got._reason.tolist() == ["missing:order_id", "out_of_range:quantity"]
+
+
+# -- plain flags: a cheap check that may vouch for a text, never against it ---------------
+
+PATTERNS = {"id": ID_PATTERN, "int": INT_PATTERN, "price": DECIMAL_PATTERN}
+number_like = st.text(alphabet=st.sampled_from(list("0123456789.+- eE_x")), max_size=18)
+KINDS = {c.name: c.kind for c in ORDER_LINES.columns}
+
+
+@given(st.lists(st.one_of(st.text(max_size=140), number_like), min_size=1, max_size=20))
+@example(["A" * 128, "A" * 129, "1" * 15, "1" * 16, ".", "5.", ".5", "1.2.3", "", "é1", "١"])
+def test_a_plain_flag_is_only_true_where_the_pattern_matches(texts: list[str]) -> None:
+    table = plain_flags(pa.table({kind: texts for kind in PATTERNS}), {k: k for k in PATTERNS})
+    for kind, pattern in PATTERNS.items():
+        flags = table.column(f"_plain_{kind}").to_pylist()
+        matched = CON.execute(
+            ibis.memtable({"t": texts}).t.re_search(pattern).name("m").as_table()
+        ).m.tolist()
+        for text, flag, match in zip(texts, flags, matched, strict=True):
+            assert not flag or match, (kind, text)
+
+
+@given(
+    st.lists(
+        st.fixed_dictionaries({c: st.one_of(st.text(max_size=8), number_like) for c in KINDS}),
+        min_size=1,
+        max_size=15,
+    )
+)
+def test_plain_flags_change_no_outcome_of_validation(rows: list[dict[str, str]]) -> None:
+    table = pa.Table.from_pylist(rows).append_column(
+        "_row_no", pa.array(range(1, len(rows) + 1), pa.int64())
+    )
+    plain = validate(ibis.memtable(table), ORDER_LINES).order_by("_row_no").to_pandas()
+    flagged = ibis.memtable(plain_flags(table, KINDS))
+    got = validate(flagged, ORDER_LINES).order_by("_row_no").to_pandas()
+    pd.testing.assert_frame_equal(got, plain)

@@ -15,6 +15,7 @@ import io
 import json
 import uuid
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +25,7 @@ import pyarrow as pa
 from ibis.backends import BaseBackend
 
 from marketloop.data._csv_fast import read_plain_csv
+from marketloop.data._validate import plain_flags
 from marketloop.exceptions import IngestError, describe
 
 FileKind = Literal["csv", "parquet", "jsonl"]
@@ -255,22 +257,35 @@ def _jsonl_columns(path: Path, probe: int = 200) -> list[str]:
     return list(columns)
 
 
-def stage(scratch: BaseBackend, path: Path, kind: FileKind, columns: list[str]) -> Staged:
-    """Read ``path`` into a temporary table of ``scratch`` (a DuckDB connection)."""
+def stage(
+    scratch: BaseBackend,
+    path: Path,
+    kind: FileKind,
+    columns: list[str],
+    *,
+    kinds: Mapping[str, str] | None = None,
+) -> Staged:
+    """Read ``path`` into a temporary table of ``scratch`` (a DuckDB connection).
+
+    ``kinds`` (column name → contract kind) lets a reader that holds the texts in Arrow add
+    the ``_plain_<column>`` flags of :func:`marketloop.data._validate.plain_flags`.
+    """
     tag = uuid.uuid4().hex[:10]
     if kind == "csv":
-        return _stage_csv(scratch, path, columns, tag)
+        return _stage_csv(scratch, path, columns, tag, kinds or {})
     if kind == "parquet":
         return _stage_parquet(scratch, path, columns, tag)
     return _stage_jsonl(scratch, path, columns, tag)
 
 
-def _stage_csv(scratch: BaseBackend, path: Path, columns: list[str], tag: str) -> Staged:
+def _stage_csv(
+    scratch: BaseBackend, path: Path, columns: list[str], tag: str, kinds: Mapping[str, str]
+) -> Staged:
     delimiter = _delimiter(_first_line_text(path))
     plain = read_plain_csv(path, columns, delimiter)
     if plain is not None:  # numbered in the file already: nothing to renumber
         table, rejects = plain
-        return Staged(scratch, ibis.memtable(table), rejects=rejects)
+        return Staged(scratch, ibis.memtable(plain_flags(table, kinds)), rejects=rejects)
     return _stage_csv_duckdb(scratch, path, columns, tag, delimiter)
 
 

@@ -272,7 +272,8 @@ def _prepare(
     scratch: BaseBackend, con: BaseBackend, plan: _Plan, run_id: str, digest_of: Future[str]
 ) -> _Prepared:
     """Read, type and de-duplicate one file in the scratch engine."""
-    staged = stage(scratch, plan.path, plan.kind, plan.columns)
+    kinds = {c.name: c.kind for c in plan.contract.columns}
+    staged = stage(scratch, plan.path, plan.kind, plan.columns, kinds=kinds)
     tag = uuid.uuid4().hex[:10]
     try:
         stored = scratch.create_table(
