@@ -23,7 +23,7 @@ def test_recommend_stage_reports_every_model_and_beats_the_rule():
     as_of = pd.Timestamp(market.start) + pd.Timedelta(days=market.n_days)
     fig = recommend_stage(shop, con, as_of=as_of, random_state=0)
     models = set(fig.table.index.get_level_values("model"))
-    assert models == {"popularity", "item-item", "als", "bpr", "lightgcn"}
+    assert models == {"popularity", "item-item", "als", "bpr", "lightgcn", "bpr+popularity"}
     assert set(fig.table.index.get_level_values("activity")) == {"all", "1", "2-4", "5+"}
     rule = fig.reactivation.loc["category best-sellers (rule)"]
     model = fig.reactivation.loc["history and season bundle"]

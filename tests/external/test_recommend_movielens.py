@@ -21,6 +21,7 @@ import pytest  # noqa: E402
 
 from marketloop.strategy.recommend import read_interactions  # noqa: E402
 from marketloop.strategy.recommend.evaluate import (  # noqa: E402
+    DEFAULT_MODELS,
     Evaluation,
     default_models,
     evaluate,
@@ -39,7 +40,7 @@ def result(shared_data: Path) -> Evaluation:
         pytest.skip(f"{path} not found under MARKETLOOP_DATA")
     data = read_interactions(path, user_col="userId", item_col="movieId", time_col="timestamp")
     split = time_split(data, per_customer=True, test_share=0.2)
-    models = default_models(n_threads=2, random_state=0)
+    models = default_models([*DEFAULT_MODELS, "als+bpr"], n_threads=2, random_state=0)
     models["lightgcn"].set_params(max_epochs=25, validation_by="customer")  # as the split
     out = evaluate(models, split, k=20)
     with pd.option_context("display.width", 200, "display.max_rows", 200,

@@ -23,6 +23,7 @@ import pytest  # noqa: E402
 
 from marketloop.strategy.recommend import online_retail_interactions  # noqa: E402
 from marketloop.strategy.recommend.evaluate import (  # noqa: E402
+    DEFAULT_MODELS,
     Evaluation,
     default_models,
     evaluate,
@@ -45,7 +46,7 @@ def result(shared_data: Path) -> Evaluation:
     if not path.is_file():
         pytest.skip(f"{path} not found under MARKETLOOP_DATA")
     split = time_split(online_retail_interactions(path), cut=CUT)
-    models = default_models(n_threads=2, random_state=0)
+    models = default_models([*DEFAULT_MODELS, "als+bpr"], n_threads=2, random_state=0)
     models["lightgcn"].set_params(max_epochs=15)  # validation recall peaks near epoch 11
     fitted = {name: model.fit(split.train) for name, model in models.items()}
     for base in ("als", "lightgcn"):  # the same fitted model served with the tail knob
@@ -92,7 +93,8 @@ def test_tail_knob_doubles_the_long_tail_of_the_issues_als_without_losing_recall
 
 @pytest.mark.xfail(strict=True, reason="not met: our plain ALS (0.082, long tail 0.15) is "
                    "stronger than the issue's; the knob trades about 12% of its recall for "
-                   "twice its long tail (docs/recommend.md)")
+                   "twice its long tail, the ALS+BPR fusion keeps its recall (0.081) at 1.4 "
+                   "times its long tail (docs/recommend.md)")
 def test_best_model_matches_our_als_recall_with_twice_its_long_tail(result):
     overall = result.overall()
     als = overall.loc["als"]

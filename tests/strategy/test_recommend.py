@@ -233,3 +233,30 @@ def test_bad_parameters_are_refused_with_the_range(interactions):
         ALSRecommender(tail_weight=1.5).fit(interactions)
     with pytest.raises(ConfigError, match="'cosine' or 'count'"):
         ItemItemRecommender(similarity="jaccard").fit(interactions)
+
+
+def test_blend_contract_and_refusals(interactions):
+    from marketloop.strategy.recommend import BlendRecommender
+
+    small = interactions[interactions.customer_id < "c0000400"]
+    blend = BlendRecommender([ALSRecommender(factors=8, random_state=0),
+                              PopularityRecommender()], [0.5, 0.5])
+    assert repr(clone(blend)) == repr(blend)
+    with pytest.raises(NotFittedError):
+        blend.recommend(["c0000001"], k=3)
+    fitted = clone(blend).fit(small)
+    assert not [k for k in vars(blend) if k.endswith("_")]  # the original stays unfitted
+    recs = fitted.recommend(["c0000001", "nobody"], k=5)
+    again = pickle.loads(pickle.dumps(fitted)).recommend(["c0000001", "nobody"], k=5)
+    pd.testing.assert_frame_equal(recs, again)
+    assert recs.loc["nobody", "reason"].eq("cold_start").all()
+    # with all the weight on one model the fusion is that model's order
+    alone = BlendRecommender([ALSRecommender(factors=8, random_state=0), PopularityRecommender()],
+                             [1.0, 0.0]).fit(small)
+    als = ALSRecommender(factors=8, random_state=0).fit(small)
+    assert (alone.recommend(["c0000001"], k=5)["product_id"].tolist()
+            == als.recommend(["c0000001"], k=5)["product_id"].tolist())
+    with pytest.raises(ConfigError, match="weights: expected 2 non-negative numbers"):
+        BlendRecommender([als, PopularityRecommender()], [1.0]).fit(small)
+    with pytest.raises(ConfigError, match="models: expected one or more recommenders"):
+        BlendRecommender([]).fit(small)

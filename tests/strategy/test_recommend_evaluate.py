@@ -205,3 +205,15 @@ def test_vectorised_ranking_metrics_equal_the_per_list_definitions():
             want = [recall_at_k(rec, rel, k), ndcg_at_k(rec, rel, k),
                     average_precision_at_k(rec, rel, k)]
             assert got.loc[customer, ["recall", "ndcg", "ap"]].tolist() == pytest.approx(want)
+
+
+def test_fusing_bpr_with_popularity_beats_popularity_where_bpr_alone_does_not(shop_data):
+    split = time_split(shop_data, cut=START + pd.Timedelta(days=240))
+    models = default_models(["popularity", "bpr", "bpr+popularity"], n_threads=1)
+    result = evaluate(models, split, k=20)
+    recall = result.per_customer["recall"].unstack("model")
+    # measured: popularity 0.524, BPR 0.309, the fusion 0.544 (8,000 default customers:
+    # +0.023, interval [+0.014, +0.031]); two standard errors of the paired mean here
+    diff = recall["bpr+popularity"] - recall["popularity"]
+    assert diff.mean() - 2 * diff.std() / len(diff) ** 0.5 > 0, (diff.mean(), diff.std())
+    assert recall["bpr"].mean() < recall["popularity"].mean()

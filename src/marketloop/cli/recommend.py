@@ -31,7 +31,8 @@ def evaluate_command(
     ],
     k: Annotated[int, typer.Option(help="Length of each recommendation list.")] = 20,
     models: Annotated[
-        str, typer.Option(help="Comma-separated: popularity,item-item,als,bpr,lightgcn.")
+        str, typer.Option(help="Comma-separated: popularity, item-item, als, bpr, lightgcn, "
+                          "and the fusions als+bpr, bpr+popularity.")
     ] = "popularity,item-item,als,bpr,lightgcn",
     cut: Annotated[
         str | None,

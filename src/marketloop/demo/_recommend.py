@@ -18,7 +18,12 @@ from ibis.backends import BaseBackend
 from marketloop.demo._winback_truth import WINDOW_DAYS, bundle_hit, p_order, reactivation_table
 from marketloop.simulate import Shop
 from marketloop.strategy.recommend import load_interactions
-from marketloop.strategy.recommend.evaluate import default_models, evaluate, time_split
+from marketloop.strategy.recommend.evaluate import (
+    DEFAULT_MODELS,
+    default_models,
+    evaluate,
+    time_split,
+)
 from marketloop.strategy.winback import (
     bestseller_bundles,
     category_bundles,
@@ -51,10 +56,11 @@ def recommend_stage(shop: Shop, con: BaseBackend, *, as_of: pd.Timestamp,
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     interactions = load_interactions(con, as_of=as_of)
     split = time_split(interactions, cut=as_of - pd.Timedelta(days=TEST_DAYS))
-    models = default_models(random_state=random_state)
+    models = default_models([*DEFAULT_MODELS, "bpr+popularity"], random_state=random_state)
     # a demo budget: LightGCN gets 32 dimensions and at most 8 epochs (docs/recommend.md)
     models["lightgcn"].set_params(embedding_dim=32, max_epochs=8)
     models["bpr"].set_params(iterations=30)
+    models["bpr+popularity"].models[0].set_params(iterations=30)
     result = evaluate(models, split, k=k, random_state=random_state)
 
     orders = con.table("orders")
@@ -86,7 +92,8 @@ def add_recommend_section(doc: Report, fig: RecommendFigures, *, number: int) ->
     k = fig.k
     doc.add_heading(f"{number}. Recommendations and win-back")
     doc.add_text(
-        f"Popularity, item-item co-purchase, ALS and BPR (implicit) and LightGCN (PyTorch) "
+        f"Popularity, item-item co-purchase, ALS and BPR (implicit), LightGCN (PyTorch) and "
+        f"a rank fusion of BPR with popularity "
         f"were trained on the warehouse's paid purchases before {fig.cut:%Y-%m-%d} and asked "
         f"for {k} products per customer, products already bought left out; the table scores "
         f"them on what customers bought in the last {TEST_DAYS} days, overall and by how "

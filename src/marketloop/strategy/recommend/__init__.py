@@ -12,13 +12,15 @@ Knobs, in [0, 1], on every model: ``tail_weight`` (long-tail re-ranking) and ``d
 
 Models: :class:`PopularityRecommender`, :class:`SeasonalPopularityRecommender`,
 :class:`ItemItemRecommender`, :class:`ALSRecommender` and :class:`BPRRecommender` (through
-``implicit``), :class:`LightGCNRecommender` (PyTorch, CPU). Evaluation and the choice of a
+``implicit``), :class:`LightGCNRecommender` (PyTorch, CPU), and :class:`BlendRecommender`, a
+reciprocal-rank fusion of any of them. Evaluation and the choice of a
 model per shop live in :mod:`marketloop.strategy.recommend.evaluate`.
 """
 
 from __future__ import annotations
 
 from marketloop.strategy.recommend._base import Recommender
+from marketloop.strategy.recommend._blend import BlendRecommender
 from marketloop.strategy.recommend._data import (
     INTERACTION_COLUMNS,
     check_interactions,
@@ -41,6 +43,7 @@ __all__ = [
     "INTERACTION_COLUMNS",
     "ALSRecommender",
     "BPRRecommender",
+    "BlendRecommender",
     "ItemItemRecommender",
     "LightGCNRecommender",
     "PopularityRecommender",

@@ -44,7 +44,9 @@ from marketloop.strategy.recommend._metrics import (
 #: Activity levels by past purchases, as the issue defines the long tail of customers.
 ACTIVITY_LEVELS = ("1", "2-4", "5+")
 #: Model names the CLI and :func:`default_models` know, in the order they are reported.
-MODEL_NAMES = ("popularity", "item-item", "als", "bpr", "lightgcn")
+MODEL_NAMES = ("popularity", "item-item", "als", "bpr", "lightgcn", "als+bpr", "bpr+popularity")
+#: The models run when none are named.
+DEFAULT_MODELS = MODEL_NAMES[:5]
 #: The baseline every other model must beat for :func:`choose_model` to pick it.
 BASELINE = "popularity"
 
@@ -177,7 +179,7 @@ def activity_levels(train: pd.DataFrame) -> pd.Series:
     return pd.Series(level, index=n.index, name="activity")
 
 
-def default_models(names: Iterable[str] = MODEL_NAMES, *, random_state: int | None = 0,
+def default_models(names: Iterable[str] = DEFAULT_MODELS, *, random_state: int | None = 0,
                    n_threads: int = 1) -> dict[str, Recommender]:
     """Fresh recommenders under their CLI names, with the settings documented in docs/recommend.md.
 
@@ -186,6 +188,7 @@ def default_models(names: Iterable[str] = MODEL_NAMES, *, random_state: int | No
     ConfigError
         If a name is not one of :data:`MODEL_NAMES`.
     """
+    from marketloop.strategy.recommend._blend import BlendRecommender
     from marketloop.strategy.recommend._itemitem import ItemItemRecommender
     from marketloop.strategy.recommend._lightgcn import LightGCNRecommender
     from marketloop.strategy.recommend._mf import ALSRecommender, BPRRecommender
@@ -198,6 +201,11 @@ def default_models(names: Iterable[str] = MODEL_NAMES, *, random_state: int | No
         "bpr": lambda: BPRRecommender(random_state=random_state, n_jobs=n_threads),
         "lightgcn": lambda: LightGCNRecommender(random_state=random_state, n_threads=n_threads),
     }
+    # fusions measured in docs/recommend.md: ALS's recall with more long tail; BPR's tastes
+    # on top of a popularity that dominates
+    makers["als+bpr"] = lambda: BlendRecommender([makers["als"](), makers["bpr"]()], [0.7, 0.3])
+    makers["bpr+popularity"] = lambda: BlendRecommender(
+        [makers["bpr"](), makers["popularity"]()], [0.3, 0.7])
     names = list(names)
     unknown = [n for n in names if n not in makers]
     if unknown or not names:
