@@ -56,6 +56,11 @@ def read_plain_csv(
     start = data.find(b"\n") + 1
     if start == 0 or start == len(data):
         return None  # a header without records: DuckDB says what it makes of it
+    if not data.isascii():
+        try:  # checked once for the whole file: fields split at ASCII bytes stay valid
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
     refused: list[tuple[str, str]] = []
 
     def refuse(row: pcsv.InvalidRow) -> str:
@@ -85,11 +90,11 @@ def read_plain_csv(
                 column_types={c: pa.string() for c in columns},
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
-                check_utf8=True,
+                check_utf8=False,
             ),
         )
-    except (pa.ArrowException, UnicodeDecodeError):
-        return None  # bad encoding, a record over a block, too many refused records
+    except pa.ArrowException:
+        return None  # a record over a block, too many refused records
     if _has_blank_record(table):
         return None  # an empty line (or one of delimiters only): DuckDB skips those
     n_records = table.num_rows + len(refused)
