@@ -126,7 +126,8 @@ def _routes(app: FastAPI, rt: Runtime) -> None:
                               tuple(body.channels) if body.channels else
                               ("app", "email", "push", "sms"), body.campaign)
         decision = await rt.decider.decide(req)
-        decision.dispatch = await rt.dispatch.queue(decision, _trigger_of(body))
+        if decision.channel != "app":  # in-app: this answer is the delivery, to the site
+            decision.dispatch = await rt.dispatch.queue(decision, _trigger_of(body))
         rt.log.decision(decision, body.context)
         rt.metrics.decided(decision, time.perf_counter() - started)
         out = decision.to_json()
