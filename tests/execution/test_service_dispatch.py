@@ -149,3 +149,36 @@ def test_events_are_refused_not_dropped_when_trigger_state_is_down(tmp_path: Pat
             "type": "product_view", "customer_id": "c", "dwell_ms": 40_000})
         assert r.status_code == 503 and r.headers["retry-after"] == "1"
         assert "trigger state unreachable" in r.json()["error"]
+
+
+def test_the_channel_the_customer_answers_goes_first(tmp_path: Path) -> None:
+    """Push converted five times of five for this customer, e-mail never: push goes first."""
+    import datetime as dt
+
+    import pandas as pd
+
+    from marketloop.data.warehouse import connect, ensure_warehouse
+
+    con = connect(f"duckdb:///{tmp_path / 'warehouse.duckdb'}")
+    ensure_warehouse(con)
+    ts = dt.datetime(2026, 11, 1)
+    rows = [(f"d{c}{i}", "fan", ts, "rules", f"pct10@{c}", 1.0, None)
+            for c in ("push", "email") for i in range(5)]
+    con.insert("decisions", pd.DataFrame(rows, columns=[
+        "decision_id", "customer_id", "ts", "policy", "action", "propensity", "reasons"]))
+    con.insert("outcomes", pd.DataFrame({"decision_id": [f"dpush{i}" for i in range(5)],
+                                         "kind": "conversion", "ts": ts, "value": 1.0}))
+    con.disconnect()
+    with served(tmp_path, key=KEY, config=_config(free_port())) as url, \
+            httpx.Client(base_url=url, headers=AUTH, timeout=30) as c:
+        for channel in ("email", "push"):
+            assert c.put("/v1/customers/fan/consents", json={
+                "channel": channel, "purpose": "marketing", "granted": True}).status_code == 200
+        d = c.post("/v1/decide", json={"customer_id": "fan",
+                                       "context": {"trigger": "return_after"}}).json()
+        assert d["action"]["channel"] == "push"
+        assert any(r.startswith("channels ordered by this customer's response: push")
+                   for r in d["reasons"])
+        other = c.post("/v1/decide", json={"customer_id": "stranger",
+                                           "context": {"trigger": "return_after"}}).json()
+        assert "channels ordered" not in " ".join(other["reasons"])

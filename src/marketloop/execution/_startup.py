@@ -49,3 +49,41 @@ async def load_consents(state: State, warehouse_url: str) -> int:
         await state.set_consent(str(row["customer_id"]), str(row["channel"]),
                                 str(row["purpose"]), bool(row["granted"]))
     return len(rows)
+
+
+def load_responsiveness(warehouse_url: str, *, prior: float = 5.0
+                        ) -> dict[str, dict[str, float]]:
+    """Each customer's response rate per channel, from the decision log in the warehouse.
+
+    Conversions after contacts on a channel over contacts, shrunk toward the channel's rate
+    over all customers by ``prior`` pseudo-contacts: ``(conv + prior * mean) / (n + prior)``.
+    Only customers with at least one logged contact appear.
+    """
+    import ibis
+
+    from marketloop.data.warehouse import connect, ensure_warehouse
+
+    con = connect(warehouse_url)
+    try:
+        ensure_warehouse(con)
+        d, o = con.table("decisions"), con.table("outcomes")
+        sent = d.filter(d.action != "nothing").mutate(
+            channel=d.action.re_extract(r"@([a-z_]+)$", 1))
+        conv = o.filter(o.kind == "conversion").select("decision_id").distinct().mutate(
+            converted=ibis.literal(1))
+        joined = sent.left_join(conv, "decision_id")
+        per = joined.group_by(["customer_id", "channel"]).aggregate(
+            contacts=joined.decision_id.count(),
+            conversions=joined.converted.fill_null(0).sum())
+        frame = per.to_pandas()
+    finally:
+        con.disconnect()
+    if frame.empty:
+        return {}
+    totals = frame.groupby("channel")[["conversions", "contacts"]].sum()
+    mean = (totals["conversions"] / totals["contacts"]).to_dict()
+    out: dict[str, dict[str, float]] = {}
+    for row in frame.itertuples(index=False):
+        rate = (row.conversions + prior * mean[row.channel]) / (row.contacts + prior)
+        out.setdefault(str(row.customer_id), {})[str(row.channel)] = float(rate)
+    return out

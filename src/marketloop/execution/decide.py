@@ -106,13 +106,18 @@ class Decider:
         Consent, caps and budgets.
     plan : mapping of str to (offer, reason), optional
         A campaign plan's choices per customer id (``marketloop plan campaign``).
+    responsiveness : mapping of str to (channel -> rate), optional
+        Each customer's response rate per channel (from the decision log): messages sent
+        away from the site go first through the channel the customer answers most.
     """
 
     def __init__(self, config: ServiceConfig, state: State,
-                 plan: Mapping[str, tuple[str, str]] | None = None) -> None:
+                 plan: Mapping[str, tuple[str, str]] | None = None,
+                 responsiveness: Mapping[str, Mapping[str, float]] | None = None) -> None:
         self.config = config
         self.state = state
         self.plan = dict(plan or {})
+        self.responsiveness = dict(responsiveness or {})
         self.offers: dict[str, ServiceOffer] = {o.name: o for o in config.offers}
         self.policy = f"{'plan' if self.plan else 'rules'}+eps{config.epsilon:g}"
 
@@ -163,7 +168,8 @@ class Decider:
             offer, why = planned
             if offer in self.offers:
                 reasons.append(f"plan: {why}")
-                return offer, ("email", "push", "sms", "app")
+                return offer, self._by_responsiveness(request.customer_id,
+                                                      ("email", "push", "sms", "app"), reasons)
             reasons.append(f"plan offer {offer!r} is not a configured offer; rules apply")
         trigger = _trigger(request)
         if trigger is None:
@@ -176,7 +182,21 @@ class Decider:
             reasons.append(f"rule {trigger}: offer {offer!r} is not configured")
             return None, ()
         reasons.append(f"rule {trigger}: {offer}")
-        return offer, channels
+        return offer, self._by_responsiveness(request.customer_id, channels, reasons)
+
+    def _by_responsiveness(self, customer_id: str, channels: tuple[str, ...],
+                           reasons: list[str]) -> tuple[str, ...]:
+        """Channels away from the site reordered by the customer's response rates."""
+        rates = self.responsiveness.get(customer_id)
+        away = [c for c in channels if c != "app"]
+        if not rates or len(away) < 2 or not any(c in rates for c in away):
+            return channels
+        ranked = sorted(away, key=lambda c: -rates.get(c, -1.0))  # stable: rule order on ties
+        if ranked != away:
+            known = ", ".join(f"{c} {rates[c]:.2f}" for c in ranked if c in rates)
+            reasons.append(f"channels ordered by this customer's response: {known}")
+        it = iter(ranked)
+        return tuple(c if c == "app" else next(it) for c in channels)
 
     def _choose(self, request: Request, candidate: str | None, reasons: list[str]
                 ) -> tuple[str | None, float]:

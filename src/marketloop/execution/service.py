@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from marketloop.execution import _api
 from marketloop.execution._dispatching import Dispatching
 from marketloop.execution._metrics import Metrics
-from marketloop.execution._startup import load_consents, load_plan
+from marketloop.execution._startup import load_consents, load_plan, load_responsiveness
 from marketloop.execution.config import ApiKey, ServiceConfig
 from marketloop.execution.decide import Decider
 from marketloop.execution.decide import Request as DecisionRequest
@@ -68,12 +68,15 @@ def create_app(config: ServiceConfig, *, warehouse_url: str | None = None,
     log = DecisionLog(warehouse_url or config.warehouse_url, flush_s=config.log_flush_s)
     runtime = Runtime(config, state, Decider(config, state, load_plan(config.plan)), log,
                       Metrics(), config.keys(), Dispatching(config, state))
+    decider = runtime.decider
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         log.start()
         if config.load_consents and log.warehouse_url is not None:
             await load_consents(state, log.warehouse_url)
+            decider.responsiveness = await run_in_threadpool(load_responsiveness,
+                                                             log.warehouse_url)
         runtime.dispatch.start(runtime.act)
         yield
         await runtime.dispatch.stop()
