@@ -85,12 +85,12 @@ class Decision:
 
     def to_json(self) -> dict[str, object]:
         """The response body of ``POST /v1/decide``."""
+        ts = self.ts.isoformat()
         action = None if self.offer is None else {
             "offer": self.offer, "channel": self.channel, "format": self.format,
-            "product_id": self.product_id, "send_at": self.ts.isoformat(),
-            "dispatch": self.dispatch}
+            "product_id": self.product_id, "send_at": ts, "dispatch": self.dispatch}
         return {"decision_id": self.decision_id, "customer_id": self.customer_id,
-                "ts": self.ts.isoformat(), "policy": self.policy, "action": action,
+                "ts": ts, "policy": self.policy, "action": action,
                 "propensity": self.propensity, "reasons": self.reasons,
                 "campaign": self.campaign, "degraded": self.degraded}
 

@@ -51,7 +51,7 @@ class DecisionLog:
         self.warehouse_url = warehouse_url
         self.flush_s = flush_s
         self._queue: queue.SimpleQueue[tuple[str, dict]] = queue.SimpleQueue()
-        self._recent: dict[str, dict] = {}
+        self._recent: dict[str, tuple[Decision, dict | None]] = {}
         self._order: deque[str] = deque(maxlen=recent)
         self._carry: list[tuple[str, dict]] = []
         self._stop = threading.Event()
@@ -83,9 +83,7 @@ class DecisionLog:
                "action": d.action, "propensity": d.propensity,
                "reasons": {"reasons": d.reasons, "context": context or {},
                            "campaign": d.campaign, "degraded": d.degraded}}
-        body = d.to_json()
-        body["context"] = context or {}
-        self._recent[d.decision_id] = body
+        self._recent[d.decision_id] = (d, context)  # answered as JSON only when looked up
         if len(self._order) == self._order.maxlen:
             self._recent.pop(self._order[0], None)
         self._order.append(d.decision_id)
@@ -111,7 +109,11 @@ class DecisionLog:
 
     def lookup(self, decision_id: str) -> dict | None:
         """A recent decision as answered, or ``None`` (then the warehouse may have it)."""
-        return self._recent.get(decision_id)
+        found = self._recent.get(decision_id)
+        if found is None:
+            return None
+        decision, context = found
+        return {**decision.to_json(), "context": context or {}}
 
     @property
     def pending(self) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -21,6 +20,7 @@ from typing import Annotated, Any
 from fastapi import Body, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 
 from marketloop.execution import _api
@@ -236,8 +236,7 @@ def _trigger_of(body: _api.DecideIn) -> str | None:
 
 def _json(body: dict[str, Any], status: int = 200) -> Response:
     """A JSON response from a body the route built itself (no response-model pass)."""
-    return Response(json.dumps(body, separators=(",", ":")).encode(), status_code=status,
-                    media_type="application/json")
+    return Response(to_json(body), status_code=status, media_type="application/json")
 
 
 def _event_row(event: _api.EventIn, now: dt.datetime) -> dict[str, object]:
