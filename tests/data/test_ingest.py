@@ -224,6 +224,14 @@ def test_orphan_row_numbers_in_json_lines_are_not_moved_by_refused_lines(tmp_pat
     ]
 
 
+def test_a_run_leaves_the_insertion_order_setting_as_it_found_it(tmp_path: Path) -> None:
+    # publishing writes unordered (faster); the session's own setting must come back
+    con = connect("duckdb://")
+    ingest([write(tmp_path / "orders.csv", ORDERS_HEADER, orders_rows(3))], con=con)
+    setting = "SELECT current_setting('preserve_insertion_order')"
+    assert con.con.execute(setting).fetchone()[0] is True
+
+
 def test_bad_encoding_is_quarantined_not_fatal(tmp_path: Path) -> None:
     path = tmp_path / "orders.csv"
     path.write_bytes(

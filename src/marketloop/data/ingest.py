@@ -236,7 +236,7 @@ def ingest(
             say(f"reading {plan.path.name}")
             prepared.append(_prepare(scratch, con, plan, run_id, hashes[plan.path]))
         say("writing to the warehouse")
-        with wh.transaction(con):
+        with wh.unordered_writes(con), wh.transaction(con):
             for item in prepared:
                 publish_file(
                     con,

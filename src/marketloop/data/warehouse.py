@@ -202,6 +202,26 @@ def transaction(con: BaseBackend) -> Iterator[None]:
             yield
 
 
+@contextlib.contextmanager
+def unordered_writes(con: BaseBackend) -> Iterator[None]:
+    """Let DuckDB write rows in any order inside the block (a parallel insert is faster).
+
+    The warehouse never relies on the order rows were stored in (queries order what they
+    need), so publishing may drop DuckDB's ``preserve_insertion_order``; record numbers
+    were fixed before. The setting is restored afterwards. PostgreSQL: nothing changes.
+    """
+    if backend_of(con) != "duckdb":
+        yield
+        return
+    raw = con.con
+    before = raw.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
+    raw.execute("SET preserve_insertion_order = false")
+    try:
+        yield
+    finally:
+        raw.execute(f"SET preserve_insertion_order = {'true' if before else 'false'}")
+
+
 def execute(con: BaseBackend, sql: str) -> None:
     """Run one statement on ``con``'s raw connection (inside a :func:`transaction`)."""
     if backend_of(con) == "duckdb":
