@@ -86,6 +86,7 @@ def _trigger_latency(url: str, n: int = 400, rate: float = 100.0) -> dict[str, f
     import numpy as np
 
     lat = []
+    run = os.urandom(4).hex()  # fresh customers: a trigger fires once per key and window
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}) as c:
         start = time.perf_counter()
         for i in range(n):
@@ -93,7 +94,7 @@ def _trigger_latency(url: str, n: int = 400, rate: float = 100.0) -> dict[str, f
             wait = due - time.perf_counter()
             if wait > 0:
                 time.sleep(wait)
-            r = c.post("/v1/events", json={"type": "product_view", "customer_id": f"t{i}",
+            r = c.post("/v1/events", json={"type": "product_view", "customer_id": f"t{run}-{i}",
                                            "session_id": f"s{i}", "product_id": "p1",
                                            "dwell_ms": 40_000})
             lat.append(time.perf_counter() - due)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -78,6 +79,8 @@ def create_app(config: ServiceConfig, *, warehouse_url: str | None = None,
             decider.responsiveness = await run_in_threadpool(load_responsiveness,
                                                              log.warehouse_url)
         runtime.dispatch.start(runtime.act)
+        gc.collect()
+        gc.freeze()  # what start-up loaded is never scanned again: no long collector pauses
         yield
         await runtime.dispatch.stop()
         log.stop()
