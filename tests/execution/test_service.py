@@ -192,3 +192,18 @@ def test_redis_unreachable_answers_nothing_degraded(tmp_path: Path) -> None:
             assert health["status"] == "degraded" and health["state"]["reachable"] is False
             none = _decide(c, customer_id="r1", context={})
             assert none["action"] is None
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--workers", "2"], "--workers: expected --state redis://... when more than one worker"),
+    (["--config", "missing.toml"], "missing.toml: expected a TOML config file; found nothing"),
+    (["--state", "mongodb://x"], "expected 'memory' or a redis:// URL"),
+    (["--port", "0"], "--port: expected a port in 1-65535"),
+])
+def test_serve_refuses_bad_options_with_exit_2(tmp_path: Path, args: list[str],
+                                               words: str) -> None:
+    from _cli import marketloop
+
+    proc = marketloop("serve", *args, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert words in proc.stderr and "Traceback" not in proc.stderr

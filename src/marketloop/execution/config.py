@@ -136,7 +136,11 @@ def load_service_config(path: str | Path | None = None, **overrides: object) -> 
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "service"
-        raise ConfigError(describe(f"{where}, field {field!r}", err["msg"].lower(),
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "value_error":  # our validators' messages say what they found
+            raise ConfigError(f"{where}, field {field!r}: {message}.") from None
+        raise ConfigError(describe(f"{where}, field {field!r}",
+                                   message[:1].lower() + message[1:],
                                    repr(err.get("input"))[:80])) from None
 
 
