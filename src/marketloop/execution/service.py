@@ -28,7 +28,7 @@ from marketloop.execution import _api
 from marketloop.execution._dispatching import Dispatching
 from marketloop.execution._metrics import Metrics
 from marketloop.execution._startup import load_consents, load_plan, load_responsiveness
-from marketloop.execution.config import ApiKey, ServiceConfig
+from marketloop.execution.config import CHANNELS, ApiKey, ServiceConfig
 from marketloop.execution.decide import Decider
 from marketloop.execution.decide import Request as DecisionRequest
 from marketloop.execution.log import DecisionLog
@@ -51,7 +51,7 @@ class Runtime:
     async def act(self, fire: Fire, known: bool) -> dict[str, Any]:
         """Decide for a trigger that fired, log it, queue its message."""
         req = DecisionRequest(fire.customer_id, known, fire.context,
-                              (fire.channel,) if fire.channel else ("app", "email", "push", "sms"))
+                              (fire.channel,) if fire.channel else CHANNELS)
         started = time.perf_counter()
         decision = await self.decider.decide(req)
         decision.dispatch = await self.dispatch.queue(decision, str(fire.context.get("trigger")))
@@ -130,7 +130,7 @@ def _routes(app: FastAPI, rt: Runtime) -> None:
         who, known = body.who
         req = DecisionRequest(who, known, body.context,
                               tuple(body.channels) if body.channels else
-                              ("app", "email", "push", "sms"), body.campaign)
+                              CHANNELS, body.campaign)
         decision = await rt.decider.decide(req)
         if decision.channel != "app":  # in-app: this answer is the delivery, to the site
             decision.dispatch = await rt.dispatch.queue(decision, _trigger_of(body))
