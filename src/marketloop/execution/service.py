@@ -54,7 +54,9 @@ class Runtime:
                               (fire.channel,) if fire.channel else CHANNELS)
         started = time.perf_counter()
         decision = await self.decider.decide(req)
-        decision.dispatch = await self.dispatch.queue(decision, str(fire.context.get("trigger")))
+        trigger = fire.context.get("trigger")
+        decision.dispatch = await self.dispatch.queue(
+            decision, trigger if isinstance(trigger, str) else None)
         self.log.decision(decision, dict(fire.context))
         self.metrics.decided(decision, time.perf_counter() - started)
         return {"rule": fire.rule, "kind": fire.kind, "decision_id": decision.decision_id,
