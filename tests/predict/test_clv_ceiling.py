@@ -102,3 +102,28 @@ def test_no_model_of_the_history_can_reach_0_9_and_bgnbd_reaches_the_ceiling() -
     assert corr(ours[rows]) >= corr(purchases_only) - 0.01  # the fitted model is at the ceiling
     # and it is the Bayes-optimal forecast of the history, to within the parameter estimates
     assert np.corrcoef(ours[rows], purchases_only)[0, 1] > 0.995
+
+
+def test_the_ceiling_is_the_bgnbd_process_not_this_simulators_parameters() -> None:
+    """Under BG/NBD with the published CDNow estimates the best history model is no closer.
+
+    Draws 3,000 customers from the BG/NBD process itself (numpy, no shop) with r, alpha, a,
+    b = 0.243, 4.414, 0.793, 2.426 (Fader, Hardie & Lee 2005) and up to a year of history;
+    the truth is 0 for those who dropped out and (1 - e^(-lambda p 52)) / p for the others.
+    """
+    params = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
+    rng = np.random.default_rng(0)
+    n = SAMPLE
+    lam = rng.gamma(params["r"], 1.0 / params["alpha"], n)
+    p = rng.beta(params["a"], params["b"], n)
+    T = rng.integers(1, 366, n) / 7.0
+    N, J = rng.poisson(lam * T), rng.geometric(p)
+    x = np.minimum(N, J)
+    t_x = np.zeros(n)
+    rep = x > 0
+    t_x[rep] = T[rep] * rng.beta(x[rep], N[rep] - x[rep] + 1)
+    truth = np.where(N < J, -np.expm1(-lam * p * 52) / p, 0.0)
+    none = np.zeros(n)
+    best = _posterior_means(x, t_x, T, none, none.astype(bool), params, use_sessions=False)
+    # measured: 0.70 (seed 0); with this simulator's parameters the same draw gives 0.69
+    assert np.corrcoef(best, truth)[0, 1] < 0.8
