@@ -110,7 +110,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--only", default="memory,redis,bare",
+                        help="servers to run, of memory, redis, bare (ratios need bare)")
     args = parser.parse_args()
+    only = set(args.only.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="bench-service-"))
     body = tmp / "body.json"
     body.write_text(json.dumps(BODY))
@@ -123,6 +126,9 @@ def main() -> None:
         "marketloop, Redis state": ["--state", args.redis],
         "bare FastAPI endpoint": None,
     }
+    servers = {name: extra for (name, extra), key in zip(servers.items(),
+                                                         ("memory", "redis", "bare"),
+                                                         strict=True) if key in only}
     rows = []
     triggers: dict[str, dict[str, float]] = {}
     for name, extra in servers.items():
@@ -162,8 +168,10 @@ def main() -> None:
         print(f"trigger latency ({name}): dwell event -> message in the outbox, 100/s: "
               f"p50 {t['p50_ms']:.2f} ms, p99 {t['p99_ms']:.2f} ms")
     best = {name: r["throughput"] for name, offered, r in rows if offered == "max"}
-    bare = best["bare FastAPI endpoint"]
+    bare = best.get("bare FastAPI endpoint")
     for name in ("marketloop, in-process state", "marketloop, Redis state"):
+        if bare is None or name not in best:
+            continue
         print(f"throughput ratio {name} / bare: {best[name] / bare:.2f}")
 
 

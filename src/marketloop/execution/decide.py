@@ -32,7 +32,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from marketloop.execution.config import CHANNELS, ServiceConfig, ServiceOffer
-from marketloop.execution.state import BUDGET, State, StateUnavailable
+from marketloop.execution.state import (
+    BUDGET,
+    CAP_DAY,
+    CAP_WEEK,
+    NO_CONSENT,
+    QUIET,
+    RESERVED,
+    ChannelOption,
+    State,
+    StateUnavailable,
+)
 
 NOTHING = "nothing"
 #: Rules: context trigger -> (offer, channels in order of preference).
@@ -133,19 +143,7 @@ class Decider:
         spec = self.offers[offer]
         budget = self.config.budgets.get(request.campaign)
         try:
-            eligible = await self._channels(request, channels, reasons)
-            channel, refused = None, None
-            for candidate in eligible:  # a capped channel gives way to the next one
-                refused = await self.state.reserve(
-                    request.customer_id, request.campaign, round(spec.cost * 100),
-                    None if budget is None else round(budget * 100), request.now,
-                    contact=candidate != "app")
-                if refused is None:
-                    channel = candidate
-                    break
-                reasons.append(f"refused {candidate}: {refused.replace('_', ' ')}")
-                if refused == BUDGET:
-                    break
+            channel = await self._select(request, channels, spec, budget, reasons)
         except StateUnavailable as exc:
             reasons.append(f"degraded: state store unreachable ({exc}); nothing sent")
             decision.degraded = True
@@ -216,28 +214,37 @@ class Decider:
             reasons.append("holdout: nothing sent, so the offer's effect can be measured")
         return pick, float(p)
 
-    async def _channels(self, request: Request, preferred: Sequence[str], reasons: list[str]
-                        ) -> list[str]:
-        """Preferred channels the request allows, consented, outside quiet hours, in order."""
-        skipped, eligible = [], []
-        for channel in preferred:
-            if channel not in request.channels:
-                continue
-            purpose = "personalisation" if channel == "app" else "marketing"
-            granted = await self.state.consent(request.customer_id, channel, purpose)
-            if channel == "app" and granted is False or channel != "app" and granted is not True:
-                skipped.append(f"{channel}: no {purpose} consent")
-                continue
-            if channel != "app" and _quiet(request.now, self.config.limits):
-                skipped.append(f"{channel}: quiet hours")
-                continue
-            eligible.append(channel)
+    async def _select(self, request: Request, preferred: Sequence[str], spec: ServiceOffer,
+                      budget: float | None, reasons: list[str]) -> str | None:
+        """The first preferred channel the request allows, consented, outside quiet hours,
+        within the caps and the budget, reserved in one state call; ``None`` if none is."""
+        quiet = _quiet(request.now, self.config.limits)
+        options = [ChannelOption(c, "personalisation" if c == "app" else "marketing",
+                                 lenient=c == "app", quiet=quiet and c != "app",
+                                 contact=c != "app")
+                   for c in preferred if c in request.channels]
+        if not options:
+            reasons.append("no eligible channel: none allowed")
+            return None
+        answers = await self.state.select(
+            request.customer_id, options, request.campaign, round(spec.cost * 100),
+            None if budget is None else round(budget * 100), request.now)
+        skipped = [f"{o.channel}: no {o.purpose} consent" if a == NO_CONSENT
+                   else f"{o.channel}: quiet hours"
+                   for o, a in zip(options, answers, strict=True) if a in (NO_CONSENT, QUIET)]
+        eligible = [o.channel for o, a in zip(options, answers, strict=True)
+                    if a not in (NO_CONSENT, QUIET)]
         if eligible:
             note = f" (not {'; '.join(skipped)})" if skipped else ""
             reasons.append(f"channels {', '.join(eligible)}{note}")
         else:
-            reasons.append("no eligible channel: " + ("; ".join(skipped) or "none allowed"))
-        return eligible
+            reasons.append("no eligible channel: " + "; ".join(skipped))
+        for o, a in zip(options, answers, strict=True):
+            if a == RESERVED:
+                return o.channel
+            if a in (CAP_DAY, CAP_WEEK, BUDGET):
+                reasons.append(f"refused {o.channel}: {a.replace('_', ' ')}")
+        return None
 
 
 def _trigger(request: Request) -> str | None:

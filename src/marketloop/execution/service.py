@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gc
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -83,6 +84,9 @@ def create_app(config: ServiceConfig, *, warehouse_url: str | None = None,
         runtime.dispatch.start(runtime.act)
         gc.collect()
         gc.freeze()  # what start-up loaded is never scanned again: no long collector pauses
+        # the log writer and the outbox run in threads: the event loop waits at most this
+        # long for the interpreter lock while one of them works (the default is 5 ms)
+        sys.setswitchinterval(0.0005)
         yield
         await runtime.dispatch.stop()
         log.stop()

@@ -4,7 +4,9 @@ One operation matters most: :meth:`reserve`, which checks a customer's contact c
 campaign's budget and, only if both allow, counts the contact and spends the cost, as one
 atomic step. In-process that is a lock; in Redis a Lua script (Redis runs a script without
 interleaving other commands), so several workers sharing one Redis never overspend a budget
-or exceed a cap, however many requests race. Money is counted in integer cents.
+or exceed a cap, however many requests race. Money is counted in integer cents. A decision
+calls :meth:`select`: the consent of every candidate channel, then the reservation on the
+first that passes, in one step (in Redis one script call, so one round trip).
 
 Consent per (customer, channel, purpose) is ``True``, ``False`` or unknown (``None``).
 """
@@ -14,13 +16,18 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections import defaultdict
-from typing import Protocol
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
 
 from marketloop.execution.config import Limits
 
 #: Why :meth:`State.reserve` refused; ``None`` means reserved.
 CAP_DAY, CAP_WEEK, BUDGET = "cap_per_day", "cap_per_week", "budget_exhausted"
 _CODES = {1: CAP_DAY, 2: CAP_WEEK, 3: BUDGET}
+#: Per-channel answers of :meth:`State.select` besides the three refusals above.
+RESERVED, NO_CONSENT, QUIET, UNTRIED = "reserved", "no_consent", "quiet_hours", "untried"
+_SELECT_CODES = {0: RESERVED, 1: NO_CONSENT, 2: QUIET, 3: CAP_DAY, 4: CAP_WEEK, 5: BUDGET,
+                 7: UNTRIED}
 
 # KEYS: day counter, week counter, campaign spend.
 # ARGV: per_day, per_week, budget cents (-1: none), cost cents, day ttl s, week ttl s,
@@ -50,6 +57,67 @@ return 0
 """
 
 
+# KEYS: consent hash, day counter, week counter, campaign spend.
+# ARGV: per_day, per_week, budget cents (-1: none), cost cents, day ttl s, week ttl s, n,
+# then per channel: consent field, lenient (1: granted unless refused), quiet (1), contact (1).
+# Returns one code per channel (see _SELECT_CODES): consent and quiet hours for every one,
+# then the reservation tried on the eligible ones in order until one is reserved or the
+# budget refuses.
+_SELECT_LUA = """
+local n = tonumber(ARGV[7])
+local out, eligible = {}, {}
+for i = 1, n do
+  local at = 7 + (i - 1) * 4
+  local v = redis.call('HGET', KEYS[1], ARGV[at + 1])
+  local ok
+  if ARGV[at + 2] == '1' then ok = (v ~= '0') else ok = (v == '1') end
+  if not ok then out[i] = 1
+  elseif ARGV[at + 3] == '1' then out[i] = 2
+  else out[i] = 7; eligible[#eligible + 1] = i end
+end
+local budget, cost = tonumber(ARGV[3]), tonumber(ARGV[4])
+for _, i in ipairs(eligible) do
+  local contact = ARGV[7 + (i - 1) * 4 + 4] == '1'
+  local code = 0
+  if contact then
+    if tonumber(redis.call('GET', KEYS[2]) or '0') >= tonumber(ARGV[1]) then code = 3
+    elseif tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[2]) then code = 4 end
+  end
+  if code == 0 and budget >= 0 then
+    if tonumber(redis.call('GET', KEYS[4]) or '0') + cost > budget then code = 5
+    else redis.call('INCRBY', KEYS[4], cost) end
+  end
+  out[i] = code
+  if code == 0 then
+    if contact then
+      redis.call('INCR', KEYS[2])
+      redis.call('EXPIRE', KEYS[2], ARGV[5])
+      redis.call('INCR', KEYS[3])
+      redis.call('EXPIRE', KEYS[3], ARGV[6])
+    end
+    break
+  end
+  if code == 5 then break end
+end
+return out
+"""
+
+
+class ChannelOption(NamedTuple):
+    """A candidate channel for :meth:`State.select`.
+
+    ``lenient``: unknown consent counts as granted (in-app personalisation), else only an
+    explicit grant does; ``quiet``: the channel is in its quiet hours; ``contact``: the
+    message counts against the contact caps (anything sent away from the site).
+    """
+
+    channel: str
+    purpose: str
+    lenient: bool = False
+    quiet: bool = False
+    contact: bool = True
+
+
 class StateUnavailable(Exception):
     """The state store cannot be reached: the caller answers safely and says so."""
 
@@ -71,6 +139,10 @@ class State(Protocol):
     async def reserve(self, customer_id: str, campaign: str, cost_cents: int,
                       budget_cents: int | None, now: dt.datetime, *,
                       contact: bool = True) -> str | None: ...
+
+    async def select(self, customer_id: str, options: Sequence[ChannelOption], campaign: str,
+                     cost_cents: int, budget_cents: int | None,
+                     now: dt.datetime) -> list[str]: ...
 
     async def spent(self, campaign: str) -> int: ...
 
@@ -136,6 +208,29 @@ class MemoryState:
                 self._count[week] += 1
         return None
 
+    async def select(self, customer_id: str, options: Sequence[ChannelOption], campaign: str,
+                     cost_cents: int, budget_cents: int | None,
+                     now: dt.datetime) -> list[str]:
+        """Per channel: consent and quiet hours, then a reservation on the first that passes.
+
+        Returns one of ``reserved``, ``no_consent``, ``quiet_hours``, ``cap_per_day``,
+        ``cap_per_week``, ``budget_exhausted`` or ``untried`` (eligible, not needed) per
+        option, in order; at most one is ``reserved``. The same answer as Redis gives.
+        """
+        out: list[str] = []
+        for o in options:
+            granted = self._consent.get((customer_id, o.channel, o.purpose))
+            ok = granted is not False if o.lenient else granted is True
+            out.append(NO_CONSENT if not ok else QUIET if o.quiet else UNTRIED)
+        for i, o in enumerate(options):
+            if out[i] != UNTRIED:
+                continue
+            out[i] = await self.reserve(customer_id, campaign, cost_cents, budget_cents, now,
+                                        contact=o.contact) or RESERVED
+            if out[i] in (RESERVED, BUDGET):
+                break
+        return out
+
     async def spent(self, campaign: str) -> int:
         return self._spent[campaign]
 
@@ -178,6 +273,7 @@ class RedisState:
                                         socket_connect_timeout=timeout_s,
                                         decode_responses=True)
         self._reserve = self._redis.register_script(_RESERVE_LUA)
+        self._select = self._redis.register_script(_SELECT_LUA)
 
     async def _call(self, coro):  # noqa: ANN001, ANN202 - any redis coroutine
         from redis.exceptions import RedisError
@@ -218,6 +314,21 @@ class RedisState:
         code = await self._call(self._reserve(keys=keys, args=args))
         return _CODES.get(int(code))
 
+    async def select(self, customer_id: str, options: Sequence[ChannelOption], campaign: str,
+                     cost_cents: int, budget_cents: int | None,
+                     now: dt.datetime) -> list[str]:
+        """As :meth:`MemoryState.select`, atomically in Redis (one Lua script call)."""
+        p = self.prefix
+        keys = [f"{p}:consent:{customer_id}", f"{p}:cap:d:{customer_id}:{_day(now)}",
+                f"{p}:cap:w:{customer_id}:{_week(now)}", f"{p}:spent:{campaign}"]
+        args: list[object] = [self.limits.per_day, self.limits.per_week,
+                              -1 if budget_cents is None else int(budget_cents),
+                              int(cost_cents), 2 * 86_400, 8 * 86_400, len(options)]
+        for o in options:
+            args += [f"{o.channel}:{o.purpose}", int(o.lenient), int(o.quiet), int(o.contact)]
+        codes = await self._call(self._select(keys=keys, args=args))
+        return [_SELECT_CODES[int(c)] for c in codes]
+
     async def spent(self, campaign: str) -> int:
         return int(await self._call(self._redis.get(f"{self.prefix}:spent:{campaign}")) or 0)
 
@@ -245,5 +356,6 @@ def make_state(url: str, limits: Limits, *, prefix: str = "ml",
     return RedisState(url, limits, prefix=prefix, timeout_s=timeout_s)
 
 
-__all__ = ["BUDGET", "CAP_DAY", "CAP_WEEK", "MemoryState", "RedisState", "State",
-           "StateUnavailable", "make_state"]
+__all__ = ["BUDGET", "CAP_DAY", "CAP_WEEK", "NO_CONSENT", "QUIET", "RESERVED", "UNTRIED",
+           "ChannelOption", "MemoryState", "RedisState", "State", "StateUnavailable",
+           "make_state"]
