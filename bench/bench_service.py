@@ -1,7 +1,8 @@
 """`POST /v1/decide` latency and throughput, beside a bare FastAPI endpoint, same run.
 
 Starts ``marketloop serve`` (one worker, uvloop + httptools; rules, decision log to a
-DuckDB file in a temporary folder) with in-process state, then with Redis state, and a bare
+DuckDB file in a temporary folder) with in-process state, then with Redis state (one
+worker, then two sharing it), and a bare
 FastAPI app under the same uvicorn settings whose ``POST /v1/decide`` returns a constant.
 A load generator in a second process (bench/_loadgen.py: open loop, fixed rate, latency
 from each request's due time) sends 500 and 1,000 requests/s for ``--seconds`` each over 32
@@ -72,7 +73,10 @@ def _load(url: str, rate: float, seconds: float, body: Path, auth: bool) -> dict
     headers = [f"Authorization: Bearer {KEY}"] if auth else []
     out = subprocess.run([sys.executable, str(HERE / "_loadgen.py"), url, "/v1/decide",
                           str(rate), str(seconds), "32", str(body), *headers],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        tail = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SystemExit(f"load generator failed against {url} at {rate}/s: {tail}")
     return json.loads(out.stdout)
 
 
@@ -110,8 +114,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
-    parser.add_argument("--only", default="memory,redis,bare",
-                        help="servers to run, of memory, redis, bare (ratios need bare)")
+    parser.add_argument("--only", default="memory,redis,redis2,bare",
+                        help="servers to run, of memory, redis, redis2 (two workers), bare "
+                             "(the ratios need bare)")
     args = parser.parse_args()
     only = set(args.only.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="bench-service-"))
@@ -124,10 +129,11 @@ def main() -> None:
     servers = {
         "marketloop, in-process state": ["--state", "memory"],
         "marketloop, Redis state": ["--state", args.redis],
+        "marketloop, Redis state, 2 workers": ["--state", args.redis, "--workers", "2"],
         "bare FastAPI endpoint": None,
     }
     servers = {name: extra for (name, extra), key in zip(servers.items(),
-                                                         ("memory", "redis", "bare"),
+                                                         ("memory", "redis", "redis2", "bare"),
                                                          strict=True) if key in only}
     rows = []
     triggers: dict[str, dict[str, float]] = {}
@@ -169,7 +175,8 @@ def main() -> None:
               f"p50 {t['p50_ms']:.2f} ms, p99 {t['p99_ms']:.2f} ms")
     best = {name: r["throughput"] for name, offered, r in rows if offered == "max"}
     bare = best.get("bare FastAPI endpoint")
-    for name in ("marketloop, in-process state", "marketloop, Redis state"):
+    for name in ("marketloop, in-process state", "marketloop, Redis state",
+                 "marketloop, Redis state, 2 workers"):
         if bare is None or name not in best:
             continue
         print(f"throughput ratio {name} / bare: {best[name] / bare:.2f}")
