@@ -8,6 +8,7 @@ never a 5xx), the decision log in the warehouse, and degraded answers when Redis
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from pathlib import Path
 
@@ -102,6 +103,10 @@ def test_email_needs_consent_and_counts_against_the_cap(client) -> None:
     assert sent["action"] == {**sent["action"], "offer": "reminder", "channel": "email"}
     capped = _decide(client, **body)
     assert capped["action"] is None and capped["reasons"][-1] == "refused email: cap per day"
+    # nothing is done whatever the policy chose: the answer's propensity is 1, its choice kept
+    assert capped["chosen"] == "reminder" and capped["propensity"] == 1.0
+    assert capped["chosen_propensity"] == 1.0 and sent["chosen"] == "reminder"  # epsilon 0
+    assert sent["propensity"] == sent["chosen_propensity"]
     # in-app messages are shown on the site and do not count against the caps
     on_site = _decide(client, customer_id=cid, context={"trigger": "cart_idle"})
     assert on_site["action"]["channel"] == "app"
@@ -176,6 +181,13 @@ def test_decisions_and_outcomes_land_in_the_warehouse(tmp_path: Path) -> None:
     assert sorted(r[0] for r in rows) == sorted(ids)
     assert all(r[1] in ("pct10@app", "nothing") and 0 < r[2] <= 1 for r in rows)
     assert '"rule dwell: pct10"' in rows[0][3]
+    for _, action, propensity, reasons in rows:  # the log says what was chosen and done
+        logged = json.loads(reasons)
+        assert logged["refused"] is False
+        if action == "nothing":
+            assert logged["chosen"] is None and propensity == logged["chosen_propensity"]
+        else:
+            assert logged["chosen"] == "pct10" and propensity == logged["chosen_propensity"]
     assert con.sql("SELECT kind, value FROM outcomes ORDER BY kind").fetchall() == [
         ("conversion", 1.0), ("revenue", 42.5)]
     assert con.sql("SELECT count(*) FROM events").fetchone()[0] == 1

@@ -121,3 +121,25 @@ def test_select_reports_every_channel(redis_url: str) -> None:
         assert second == [NO_CONSENT, QUIET, CAP_DAY, RESERVED]  # capped: in-app takes it
         assert third == [NO_CONSENT, QUIET, CAP_DAY, BUDGET]  # 200 of 250 cents spent
         assert fourth == [BUDGET, UNTRIED]  # the budget refuses every channel: none is tried
+
+
+def test_a_refused_choice_is_answered_with_the_propensity_of_what_is_done() -> None:
+    """With exploration on, the logged propensity is that of the action actually taken."""
+    from marketloop.execution.config import ServiceConfig
+    from marketloop.execution.decide import Decider, Request
+
+    config = ServiceConfig(epsilon=0.5, budgets={"default": 0.0})  # no offer is affordable
+    decider = Decider(config, MemoryState(config.limits))
+    seen = {"offer": 0, "nothing": 0}
+    for i in range(200):
+        request = Request(f"c{i}", True, {"dwell_ms": 45_000}, decision_id=f"d{i}")
+        d = asyncio.run(decider.decide(request))
+        assert d.action == "nothing"
+        if d.chosen is None:  # the holdout: nothing was the policy's own choice
+            assert d.propensity == d.chosen_propensity == 0.25 and not d.refused
+            seen["nothing"] += 1
+        else:  # the offer, refused by the budget: nothing is done whatever was chosen
+            assert d.propensity == 1.0 and d.chosen_propensity == 0.75 and d.refused
+            assert d.reasons[-1] == "refused app: budget exhausted"
+            seen["offer"] += 1
+    assert min(seen.values()) > 20

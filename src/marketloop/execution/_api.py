@@ -94,6 +94,11 @@ class DecisionOut(BaseModel):
     reasons: list[str]
     campaign: str
     degraded: bool
+    chosen: str | None = Field(None, description=(
+        "The offer the policy chose (null: it chose nothing). When action is null but "
+        "chosen is not, consent, quiet hours, a cap, the budget or the state store refused "
+        "it, and propensity (of what was done) is 1."))
+    chosen_propensity: float = Field(1.0, description="Probability of chosen under the policy.")
     request_id: str | None = None
     context: dict[str, Any] | None = None
 

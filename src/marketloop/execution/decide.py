@@ -87,6 +87,14 @@ class Decision:
     format: str | None = None
     product_id: str | None = None
     dispatch: str = "caller"
+    chosen: str | None = None  # the policy's choice: an offer, or None for nothing
+    chosen_propensity: float = 1.0  # its probability under the policy
+
+    @property
+    def refused(self) -> bool:
+        """The policy chose an offer but consent, quiet hours, a cap, the budget or an
+        unreachable state store turned it into nothing."""
+        return self.chosen is not None and self.offer is None
 
     @property
     def action(self) -> str:
@@ -102,7 +110,8 @@ class Decision:
         return {"decision_id": self.decision_id, "customer_id": self.customer_id,
                 "ts": ts, "policy": self.policy, "action": action,
                 "propensity": self.propensity, "reasons": self.reasons,
-                "campaign": self.campaign, "degraded": self.degraded}
+                "campaign": self.campaign, "degraded": self.degraded,
+                "chosen": self.chosen, "chosen_propensity": self.chosen_propensity}
 
 
 class Decider:
@@ -137,7 +146,8 @@ class Decider:
         candidate, channels = self._candidate(request, reasons)
         offer, propensity = self._choose(request, candidate, reasons)
         decision = Decision(request.decision_id, request.customer_id, request.now, self.policy,
-                            None, None, propensity, reasons, request.campaign)
+                            None, None, propensity, reasons, request.campaign, chosen=offer,
+                            chosen_propensity=propensity)
         if offer is None:
             return decision
         spec = self.offers[offer]
@@ -147,8 +157,11 @@ class Decider:
         except StateUnavailable as exc:
             reasons.append(f"degraded: state store unreachable ({exc}); nothing sent")
             decision.degraded = True
-            return decision
+            channel = None
         if channel is None:
+            # nothing happens whether the policy chose the offer or nothing: the answer's
+            # propensity is that of what is done, 1; the choice stays in chosen_propensity
+            decision.propensity = 1.0
             return decision
         decision.offer, decision.channel, decision.cost = offer, channel, spec.cost
         decision.format = spec.format

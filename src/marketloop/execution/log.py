@@ -82,7 +82,9 @@ class DecisionLog:
                "ts": d.ts.astimezone(dt.UTC).replace(tzinfo=None), "policy": d.policy,
                "action": d.action, "propensity": d.propensity,
                "reasons": {"reasons": d.reasons, "context": context or {},
-                           "campaign": d.campaign, "degraded": d.degraded}}
+                           "campaign": d.campaign, "degraded": d.degraded,
+                           "chosen": d.chosen, "chosen_propensity": d.chosen_propensity,
+                           "refused": d.refused}}
         self._recent[d.decision_id] = (d, context)  # answered as JSON only when looked up
         if len(self._order) == self._order.maxlen:
             self._recent.pop(self._order[0], None)
