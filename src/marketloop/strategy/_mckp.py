@@ -63,7 +63,7 @@ def hull_steps(profit: np.ndarray, cost: np.ndarray) -> Steps:
         dc = cost[live] - cur_c[live, None]
         dp = profit[live] - cur_p[live, None]
         cand = valid[live] & (dp > 0) & (dc >= 0)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # tiny dc: +inf
             slope = np.where(dc > 0, dp / dc, np.inf)
         slope = np.where(cand, slope, -np.inf)
         best = slope.max(axis=1)
@@ -82,7 +82,7 @@ def hull_steps(profit: np.ndarray, cost: np.ndarray) -> Steps:
         cur_c[live] = cost[live, j]
         cur_p[live] = profit[live, j]
     row, d_cost, d_profit = _cat(rows, np.int64), _cat(dcs, np.float64), _cat(dps, np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         slope = np.where(d_cost > 0, d_profit / d_cost, np.inf)
     return Steps(row, _cat(opts, np.int64), d_cost, d_profit, _cat(steps, np.int64), slope)
 
