@@ -86,8 +86,10 @@ def create_app(config: ServiceConfig, *, warehouse_url: str | None = None,
         gc.freeze()  # what start-up loaded is never scanned again: no long collector pauses
         # the log writer and the outbox run in threads: the event loop waits at most this
         # long for the interpreter lock while one of them works (the default is 5 ms)
+        interval = sys.getswitchinterval()
         sys.setswitchinterval(0.0005)
         yield
+        sys.setswitchinterval(interval)
         await runtime.dispatch.stop()
         log.stop()
         await state.close()
