@@ -34,6 +34,7 @@ def test_demo_writes_a_self_contained_report_and_catches_every_broken_row(tmp_pa
         "champions",
         "Customer lifetime value",
         "Churn lift",
+        "truth (the customer has left by the end of the 90 days)",
         "Learning offers online",
         "Who is worth a coupon",
         "Qini curves on the held-out half of the test",

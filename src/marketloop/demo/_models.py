@@ -24,6 +24,7 @@ from marketloop.predict import (
     reliability_table,
     summary_from_transactions,
 )
+from marketloop.predict._labels import alive_at_horizon
 
 HOLDOUT_WEEKS = 13
 CHURN_HORIZON_DAYS = 90
@@ -40,6 +41,8 @@ class ModelFigures:
     truth_correlation: float  # predicted vs true expected purchases, 52 weeks
     churn_auc: float
     churn_auc_bgnbd: float
+    churn_auc_true: float  # against the simulator's truth: dead at the horizon
+    churn_auc_true_bgnbd: float
     churn_ece: float
     lift: pd.DataFrame  # decile, customers, churn_rate, lift
     reliability: pd.DataFrame
@@ -95,6 +98,7 @@ def model_stages(con: BaseBackend, truth: pd.DataFrame, *, as_of: pd.Timestamp) 
     test, y = profiles[~train], labels[~train]
     p = model.predict(test)
     baseline = bgnbd_churn_score(tx, test.index, as_of=cut)
+    dead = 1 - alive_at_horizon(truth, test.index, as_of=cut, horizon_days=CHURN_HORIZON_DAYS)
     from sklearn.metrics import roc_auc_score
 
     return ModelFigures(
@@ -105,6 +109,8 @@ def model_stages(con: BaseBackend, truth: pd.DataFrame, *, as_of: pd.Timestamp) 
         truth_correlation=correlation,
         churn_auc=float(roc_auc_score(y, p)),
         churn_auc_bgnbd=float(roc_auc_score(y, baseline.reindex(test.index))),
+        churn_auc_true=float(roc_auc_score(dead, p)),
+        churn_auc_true_bgnbd=float(roc_auc_score(dead, baseline.reindex(test.index))),
         churn_ece=expected_calibration_error(y, p),
         lift=_lift(y, p),
         reliability=reliability_table(y, p),
