@@ -2,6 +2,8 @@
 # Install if needed and start the servers marketloop's tests use, on loopback only:
 #   PostgreSQL 127.0.0.1:5432, trust auth, superuser "postgres", database "test";
 #   Redis      127.0.0.1:6379, no persistence.
+# Also installs Debian's chromium (the report's browser test) when it is missing; a machine
+# where it cannot be installed skips that test, and says so.
 # Usage: scripts/services.sh start|stop|status
 # Idempotent. Without root (no apt-get, no runuser) it says why it cannot start a server and
 # exits 0: tests that need it then skip with that reason, except under CI=true, where they fail.
@@ -80,9 +82,15 @@ redis_start() {
   say "redis not answering on 127.0.0.1:$REDIS_PORT"; return 1
 }
 
+browser_install() {  # Debian's own chromium, never a downloaded browser
+  [ -x /usr/bin/chromium ] && return 0
+  apt_install chromium && say "chromium installed" || say "chromium not installed: the browser test skips"
+}
+
 case "${1:-start}" in
   start)
     rc=0
+    browser_install
     pg_start || rc=1
     redis_start || rc=1
     # Outside CI a machine without the servers still runs the rest; the tests say what they skip.
