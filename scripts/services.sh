@@ -20,7 +20,8 @@ say() { echo "services: $*"; }
 apt_install() {
   [ "$(id -u)" = 0 ] || { say "cannot install $* (not root)"; return 1; }
   export DEBIAN_FRONTEND=noninteractive
-  { apt-get install -y -q "$@" || { apt-get update -q && apt-get install -y -q "$@"; }; } >/dev/null 2>&1
+  { timeout 600 apt-get install -y -q "$@" ||
+    { timeout 600 apt-get update -q && timeout 600 apt-get install -y -q "$@"; }; } >/dev/null 2>&1
 }
 
 pg_ready() {
