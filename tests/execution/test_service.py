@@ -195,7 +195,9 @@ def test_decisions_and_outcomes_land_in_the_warehouse(tmp_path: Path) -> None:
 
 def test_redis_unreachable_answers_nothing_degraded(tmp_path: Path) -> None:
     port = 6_399  # nothing listens here
-    with served(tmp_path, "--state", f"redis://127.0.0.1:{port}/0", key=KEY) as url:
+    # epsilon 0: an exploratory holdout would answer nothing without asking the state store
+    with served(tmp_path, "--state", f"redis://127.0.0.1:{port}/0", key=KEY,
+                config=CONFIG) as url:
         with httpx.Client(base_url=url, headers=AUTH, timeout=30) as c:
             d = _decide(c, customer_id="r1", context={"dwell_ms": 50_000})
             assert d["action"] is None and d["degraded"] is True
