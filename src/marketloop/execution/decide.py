@@ -14,7 +14,7 @@ DESIGN.md §5, in order:
 3. **eligibility** — the offer's channels, in order, that the request allows, that the
    customer consented to (marketing consent for e-mail, SMS and push; in-app needs no
    revoked personalisation consent) and, away from the site, outside quiet hours;
-4. **caps and budget** — :meth:`State.reserve` counts the contact and spends the offer's
+4. **caps and budget** — :meth:`State.select` counts the contact and spends the offer's
    cost atomically, or refuses (cap per day or week, campaign budget exhausted); a channel
    refused by a cap gives way to the next eligible one (in-app does not count as a contact);
 5. **reasons** — every step that decided leaves a line, kept with the decision.

@@ -1,12 +1,12 @@
 """Service state: consent, contact caps and campaign budgets, in-process or in Redis.
 
-One operation matters most: :meth:`reserve`, which checks a customer's contact caps and a
-campaign's budget and, only if both allow, counts the contact and spends the cost, as one
-atomic step. In-process that is a lock; in Redis a Lua script (Redis runs a script without
-interleaving other commands), so several workers sharing one Redis never overspend a budget
-or exceed a cap, however many requests race. Money is counted in integer cents. A decision
-calls :meth:`select`: the consent of every candidate channel, then the reservation on the
-first that passes, in one step (in Redis one script call, so one round trip).
+One operation matters most: :meth:`select`, what a decision calls. It checks consent on
+every candidate channel, then, on the first that passes, the customer's contact caps and the
+campaign's budget, and only if both allow counts the contact and spends the cost, as one
+atomic step. In-process that is a lock; in Redis one Lua script (one round trip; Redis runs
+a script without interleaving other commands), so several workers sharing one Redis never
+overspend a budget or exceed a cap, however many requests race. Money is counted in integer
+cents.
 
 Consent per (customer, channel, purpose) is ``True``, ``False`` or unknown (``None``).
 """
@@ -21,41 +21,12 @@ from typing import NamedTuple, Protocol
 
 from marketloop.execution.config import Limits
 
-#: Why :meth:`State.reserve` refused; ``None`` means reserved.
+#: Why a channel was refused by :meth:`State.select`.
 CAP_DAY, CAP_WEEK, BUDGET = "cap_per_day", "cap_per_week", "budget_exhausted"
-_CODES = {1: CAP_DAY, 2: CAP_WEEK, 3: BUDGET}
 #: Per-channel answers of :meth:`State.select` besides the three refusals above.
 RESERVED, NO_CONSENT, QUIET, UNTRIED = "reserved", "no_consent", "quiet_hours", "untried"
 _SELECT_CODES = {0: RESERVED, 1: NO_CONSENT, 2: QUIET, 3: CAP_DAY, 4: CAP_WEEK, 5: BUDGET,
                  7: UNTRIED}
-
-# KEYS: day counter, week counter, campaign spend.
-# ARGV: per_day, per_week, budget cents (-1: none), cost cents, day ttl s, week ttl s,
-# 1 to count a contact against the caps (messages sent away from the site), else 0.
-_RESERVE_LUA = """
-local contact = ARGV[7] == '1'
-if contact then
-  local d = tonumber(redis.call('GET', KEYS[1]) or '0')
-  if d >= tonumber(ARGV[1]) then return 1 end
-  local w = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if w >= tonumber(ARGV[2]) then return 2 end
-end
-local budget = tonumber(ARGV[3])
-local cost = tonumber(ARGV[4])
-if budget >= 0 then
-  local spent = tonumber(redis.call('GET', KEYS[3]) or '0')
-  if spent + cost > budget then return 3 end
-  redis.call('INCRBY', KEYS[3], cost)
-end
-if contact then
-  redis.call('INCR', KEYS[1])
-  redis.call('EXPIRE', KEYS[1], ARGV[5])
-  redis.call('INCR', KEYS[2])
-  redis.call('EXPIRE', KEYS[2], ARGV[6])
-end
-return 0
-"""
-
 
 # KEYS: consent hash, day counter, week counter, campaign spend.
 # ARGV: per_day, per_week, budget cents (-1: none), cost cents, day ttl s, week ttl s, n,
@@ -136,10 +107,6 @@ class State(Protocol):
 
     async def address(self, customer_id: str, channel: str) -> str | None: ...
 
-    async def reserve(self, customer_id: str, campaign: str, cost_cents: int,
-                      budget_cents: int | None, now: dt.datetime, *,
-                      contact: bool = True) -> str | None: ...
-
     async def select(self, customer_id: str, options: Sequence[ChannelOption], campaign: str,
                      cost_cents: int, budget_cents: int | None,
                      now: dt.datetime) -> list[str]: ...
@@ -189,9 +156,9 @@ class MemoryState:
     async def address(self, customer_id: str, channel: str) -> str | None:
         return self._address.get((customer_id, channel))
 
-    async def reserve(self, customer_id: str, campaign: str, cost_cents: int,
-                      budget_cents: int | None, now: dt.datetime, *,
-                      contact: bool = True) -> str | None:
+    async def _reserve(self, customer_id: str, campaign: str, cost_cents: int,
+                       budget_cents: int | None, now: dt.datetime, *,
+                       contact: bool = True) -> str | None:
         """Count a contact (``contact``) and spend ``cost_cents``, or say which limit refuses."""
         day, week = f"d:{customer_id}:{_day(now)}", f"w:{customer_id}:{_week(now)}"
         async with self._lock:
@@ -225,8 +192,8 @@ class MemoryState:
         for i, o in enumerate(options):
             if out[i] != UNTRIED:
                 continue
-            out[i] = await self.reserve(customer_id, campaign, cost_cents, budget_cents, now,
-                                        contact=o.contact) or RESERVED
+            out[i] = await self._reserve(customer_id, campaign, cost_cents, budget_cents,
+                                         now, contact=o.contact) or RESERVED
             if out[i] in (RESERVED, BUDGET):
                 break
         return out
@@ -246,7 +213,7 @@ class MemoryState:
 
 
 class RedisState:
-    """State in Redis, shared by every worker; :meth:`reserve` is one Lua script call.
+    """State in Redis, shared by every worker; :meth:`select` is one Lua script call.
 
     Parameters
     ----------
@@ -272,7 +239,6 @@ class RedisState:
         self._redis = aioredis.from_url(url, socket_timeout=timeout_s,
                                         socket_connect_timeout=timeout_s,
                                         decode_responses=True)
-        self._reserve = self._redis.register_script(_RESERVE_LUA)
         self._select = self._redis.register_script(_SELECT_LUA)
 
     async def _call(self, coro):  # noqa: ANN001, ANN202 - any redis coroutine
@@ -300,19 +266,6 @@ class RedisState:
     async def address(self, customer_id: str, channel: str) -> str | None:
         return await self._call(self._redis.hget(f"{self.prefix}:consent:{customer_id}",
                                                  f"address:{channel}"))
-
-    async def reserve(self, customer_id: str, campaign: str, cost_cents: int,
-                      budget_cents: int | None, now: dt.datetime, *,
-                      contact: bool = True) -> str | None:
-        """As :meth:`MemoryState.reserve`, atomically in Redis (one Lua script call)."""
-        p = self.prefix
-        keys = [f"{p}:cap:d:{customer_id}:{_day(now)}", f"{p}:cap:w:{customer_id}:{_week(now)}",
-                f"{p}:spent:{campaign}"]
-        args = [self.limits.per_day, self.limits.per_week,
-                -1 if budget_cents is None else int(budget_cents), int(cost_cents),
-                2 * 86_400, 8 * 86_400, 1 if contact else 0]
-        code = await self._call(self._reserve(keys=keys, args=args))
-        return _CODES.get(int(code))
 
     async def select(self, customer_id: str, options: Sequence[ChannelOption], campaign: str,
                      cost_cents: int, budget_cents: int | None,
