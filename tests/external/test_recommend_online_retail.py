@@ -25,6 +25,7 @@ from marketloop.strategy.recommend import online_retail_interactions  # noqa: E4
 from marketloop.strategy.recommend.evaluate import (  # noqa: E402
     DEFAULT_MODELS,
     Evaluation,
+    TimeSplit,
     default_models,
     evaluate,
     time_split,
@@ -41,11 +42,16 @@ TAIL_WEIGHT = 0.5
 
 
 @pytest.fixture(scope="module")
-def result(shared_data: Path) -> Evaluation:
+def split(shared_data: Path) -> TimeSplit:
+    """The documented split, read once for every test of this file."""
     path = shared_data / FILE
     if not path.is_file():
         pytest.skip(f"{path} not found under MARKETLOOP_DATA")
-    split = time_split(online_retail_interactions(path), cut=CUT)
+    return time_split(online_retail_interactions(path), cut=CUT)
+
+
+@pytest.fixture(scope="module")
+def result(split: TimeSplit) -> Evaluation:
     models = default_models([*DEFAULT_MODELS, "als+bpr"], n_threads=2, random_state=0)
     models["lightgcn"].set_params(max_epochs=15)  # validation recall peaks near epoch 11
     fitted = {name: model.fit(split.train) for name, model in models.items()}
@@ -97,14 +103,10 @@ SEEDS = (0, 1, 2, 3)
 
 
 @pytest.fixture(scope="module")
-def als_beside_implicit_defaults(shared_data: Path) -> pd.DataFrame:
+def als_beside_implicit_defaults(split: TimeSplit) -> pd.DataFrame:
     """Our ALS and implicit's ALS at the library's defaults, four seeds each, same split."""
     from marketloop.strategy.recommend._mf import ALSRecommender
 
-    path = shared_data / FILE
-    if not path.is_file():
-        pytest.skip(f"{path} not found under MARKETLOOP_DATA")
-    split = time_split(online_retail_interactions(path), cut=CUT)
     models = {}
     for seed in SEEDS:
         models[f"ours/{seed}"] = ALSRecommender(random_state=seed, n_jobs=2)
