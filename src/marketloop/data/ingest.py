@@ -20,7 +20,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import ibis
+import ibis.expr.types as ir
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 from ibis.backends import BaseBackend
 
 from marketloop.data import warehouse as wh
@@ -307,9 +310,7 @@ def _prepare(
     )
 
     valid = typed.filter(typed._reason.isnull()).select(*plan.contract.names, "_row_no")
-    valid, repeats = _split_repeats(
-        scratch, valid, plan.contract, plan.adapter.dedupe_key(plan.contract), tag
-    )
+    valid, repeats = _split_repeats(scratch, valid, plan.adapter.dedupe_key(plan.contract), tag)
     quarantine_parts = [bad.rename(row_no="_row_no")]
     if repeats is not None:
         report.duplicates += _scalar(repeats.filter(repeats._same).count())
@@ -349,22 +350,22 @@ def _fetch_pairs(expr: ibis.Table) -> list[tuple[str, int]]:
 
 
 def _split_repeats(
-    scratch: BaseBackend, valid: ibis.Table, contract: TableContract, key: tuple[str, ...], tag: str
+    scratch: BaseBackend, valid: ibis.Table, key: tuple[str, ...], tag: str
 ) -> tuple[ibis.Table, ibis.Table | None]:
-    """Rows whose key appeared earlier in the file: same content (duplicate) or not (conflict)."""
-    counts = valid.group_by(list(key)).aggregate(_n=valid.count())
-    repeated_keys = counts.filter(counts._n > 1).select(*key)
-    # key columns a contract requires are never empty here: plain equality hashes fastest
-    nullable = set(valid.columns) - set(contract.required_names)
-    multi = valid.semi_join(
-        repeated_keys,
-        [
-            valid[k].identical_to(repeated_keys[k])
-            if k in nullable
-            else valid[k] == repeated_keys[k]
-            for k in key
-        ],
-    )
+    """Rows whose key appeared earlier in the file: same content (duplicate) or not (conflict).
+
+    Candidates are found by a 64-bit hash of the key, sorted in numpy (a hash aggregate with
+    one group per row cost several times as much); the rows with a repeated hash are then
+    grouped on the key itself, so a collision of two keys only adds a candidate and the
+    result is exact.
+    """
+    hashed = _key_hash(valid, key)
+    hashes = np.sort(scratch.to_pyarrow(valid.select(_h=hashed)).column(0).to_numpy())
+    repeated = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
+    if not len(repeated):
+        return valid, None
+    candidates = ibis.memtable(pa.table({"_h": repeated}))
+    multi = valid.filter(hashed.isin(candidates._h))
     content = [c for c in valid.columns if c != "_row_no"]
     fingerprint = ibis.struct({c: multi[c] for c in content}).cast("json").cast("string")
     window = ibis.window(group_by=list(key), order_by="_row_no")
@@ -387,6 +388,11 @@ def _split_repeats(
     if _scalar(repeats.count()) == 0:
         return valid, None
     return valid.anti_join(repeats, "_row_no"), repeats
+
+
+def _key_hash(table: ibis.Table, key: tuple[str, ...]) -> ir.IntegerValue:
+    """A 64-bit hash of the key columns (equal keys, nulls included, hash alike)."""
+    return ibis.struct({k: table[k] for k in key}).hash()
 
 
 def _quarantine_rows(
