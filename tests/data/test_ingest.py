@@ -257,7 +257,7 @@ def test_ingest_runs_record_the_counts(tmp_path: Path) -> None:
 
 
 def test_repeats_stay_exact_when_every_key_hashes_alike(tmp_path: Path, monkeypatch) -> None:
-    """Repeats are found by a hash of the key, then grouped on the key: collisions change nothing."""
+    """Repeats are found by a hash of the key, then grouped on the key: collisions are harmless."""
     import ibis
 
     import marketloop.data.ingest as ingest_module

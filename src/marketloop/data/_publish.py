@@ -75,7 +75,7 @@ def _write_table(
     contract, rows, tag = d.contract, d.table, uuid.uuid4().hex[:10]
     names, key = contract.names, list(contract.key)
     temps: list[str] = []
-    n_rows = int(wh.fetch(con, rows.count().as_table())[0][0])
+    n_rows = _count(con, rows)
 
     good, n_orphans = rows, 0
     if contract.parents:
@@ -84,9 +84,12 @@ def _write_table(
             parent_table = wh.ref(parent)
             orphan_sets.append(rows.anti_join(parent_table, rows[column] == parent_table[column]))
         lost = ibis.union(*orphan_sets) if len(orphan_sets) > 1 else orphan_sets[0]
-        orphans = wh.create_temp_as(con, f"_ml_orphans_{tag}", lost)
+        # the parents go into the hash table when each is smaller than the rows checked
+        n_parents = max(_count(con, wh.ref(p)) for p in contract.parents.values())
+        with wh.hash_joins_as_written(con, enabled=n_parents < n_rows):
+            orphans = wh.create_temp_as(con, f"_ml_orphans_{tag}", lost)
         temps.append(f"_ml_orphans_{tag}")
-        n_orphans = int(wh.fetch(con, orphans.count().as_table())[0][0])
+        n_orphans = _count(con, orphans)
         if n_orphans:
             good = rows.anti_join(orphans, _same_row(rows, orphans))
             if d.row_table:
@@ -114,6 +117,10 @@ def _write_table(
         "replaced": n_replaced,
         "duplicates": n_duplicates,
     }
+
+
+def _count(con: BaseBackend, table: ibis.Table) -> int:
+    return int(wh.fetch(con, table.count().as_table())[0][0])
 
 
 def _same_row(rows: ibis.Table, other: ibis.Table) -> list[ir.BooleanValue]:
@@ -146,7 +153,7 @@ def _quarantine_orphans(
             run_id=ibis.literal(run_id),
         ),
     )
-    n = int(wh.fetch(con, orphans.count().as_table())[0][0])
+    n = _count(con, orphans)
     report.add_reasons([(f"orphan:{parent_cols}", n)])
 
 

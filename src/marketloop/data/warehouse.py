@@ -222,6 +222,32 @@ def unordered_writes(con: BaseBackend) -> Iterator[None]:
         raw.execute(f"SET preserve_insertion_order = {'true' if before else 'false'}")
 
 
+@contextlib.contextmanager
+def hash_joins_as_written(con: BaseBackend, enabled: bool = True) -> Iterator[None]:
+    """Make DuckDB build its hash joins on the right side of each join inside the block.
+
+    DuckDB picks the build side from estimated sizes, and its estimate of a filtered scan
+    can be far off: ten million typed rows filtered on their reason were taken for fewer
+    than the six million orders they were checked against, so the lines (every column of
+    them) went into the hash table. The caller, who knows the exact sizes, passes
+    ``enabled`` when the right side is the smaller. The setting is restored afterwards;
+    PostgreSQL: nothing changes.
+    """
+    if not enabled or backend_of(con) != "duckdb":
+        yield
+        return
+    raw = con.con
+    before = raw.execute("SELECT current_setting('disabled_optimizers')").fetchone()[0]
+    disabled = [o for o in str(before or "").split(",") if o.strip()]
+    raw.execute(
+        f"SET disabled_optimizers = '{','.join([*disabled, 'build_side_probe_side'])}'"
+    )
+    try:
+        yield
+    finally:
+        raw.execute(f"SET disabled_optimizers = '{','.join(disabled)}'")
+
+
 def execute(con: BaseBackend, sql: str) -> None:
     """Run one statement on ``con``'s raw connection (inside a :func:`transaction`)."""
     if backend_of(con) == "duckdb":
