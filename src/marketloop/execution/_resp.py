@@ -1,12 +1,13 @@
 """One pipelined connection to Redis for the decision path's script call.
 
-redis-py's asyncio client costs about 240 µs of CPU a call (packing, the connection pool,
-a timeout context per read, observability hooks): a quarter of what the rest of a
-decision costs. Here every request of a worker shares one connection: a command is
-written the moment it is made and Redis, which answers in order, resolves the callers'
-futures in turn; replies are parsed by hiredis, Redis' own C parser. A call costs about
-45 µs (``docs/service.md``). Everything else in :class:`~marketloop.execution.state.RedisState`
-stays on redis-py.
+Through redis-py's asyncio client a script call costs 1.5-1.8x the CPU of this one made
+one at a time, and 4-6x with 50 in flight (``bench/bench_state.py``): command packing,
+the connection pool, a timeout context per read and observability hooks. Here every
+request of a worker shares one connection: a command is queued the moment it is made,
+the queue goes out in one write per turn of the event loop, and Redis, which answers in
+order, resolves the callers' futures in turn; replies are parsed by hiredis, Redis' own C
+parser. Everything else in :class:`~marketloop.execution.state.RedisState` stays on
+redis-py.
 
 A connection that fails or does not answer within the timeout is closed: every call
 waiting on it fails (the caller answers in degraded mode) and the next call connects again.

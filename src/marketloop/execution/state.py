@@ -223,8 +223,8 @@ class RedisState:
     """State in Redis, shared by every worker; :meth:`select` is one Lua script call.
 
     :meth:`select`, the call every decision makes, goes over one pipelined connection per
-    worker (:mod:`marketloop.execution._resp`, a fifth of redis-py's cost); the rest uses
-    redis-py.
+    worker (:mod:`marketloop.execution._resp`, cheaper than redis-py: see its docstring);
+    the rest uses redis-py.
 
     Parameters
     ----------
