@@ -112,3 +112,10 @@ def test_an_unreachable_redis_fails_at_once() -> None:
             await pipe.call("PING")
 
     asyncio.run(run())
+
+
+def test_one_client_serves_one_event_loop_after_another(redis_url: str) -> None:
+    pipe = PipelinedRedis(redis_url, timeout_s=2)
+    assert asyncio.run(pipe.call("PING")) == b"PONG"
+    assert asyncio.run(pipe.call("ECHO", "again")) == b"again"  # a new loop: a new connection
+    pipe.close()

@@ -194,5 +194,9 @@ class PipelinedRedis:
 def _drop(protocol: _Protocol, *, abort: bool) -> None:
     """Close the connection now: no later call may be written to it (its loss is told soon)."""
     transport, protocol.transport = protocol.transport, None
-    if transport is not None:
+    if transport is None:
+        return
+    try:
         transport.abort() if abort else transport.close()
+    except RuntimeError:  # its event loop is closed already: the socket went with it
+        pass
