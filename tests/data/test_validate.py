@@ -8,6 +8,7 @@ from decimal import Decimal
 import ibis
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -139,3 +140,18 @@ def test_plain_flags_change_no_outcome_of_validation(rows: list[dict[str, str]])
     flagged = ibis.memtable(plain_flags(table, KINDS))
     got = validate(flagged, ORDER_LINES).order_by("_row_no").to_pandas()
     pd.testing.assert_frame_equal(got, plain)
+
+
+@given(
+    st.lists(st.text(alphabet="0123456789.+- eé\u00a0", max_size=18), max_size=40),
+    st.integers(0, 5),
+)
+def test_the_byte_count_decimal_flag_equals_its_definition(texts: list[str], cut: int) -> None:
+    """Digits with at most one point, 1 to 15 bytes: counted on the bytes as by pyarrow."""
+    from marketloop.data._validate import _plain_decimal
+
+    chunks = [pa.array(texts[:cut], pa.string()), pa.array(["x", *texts[cut:]]).slice(1)]
+    text = pa.chunked_array(chunks, pa.string())
+    one_point_less = pc.replace_substring(text, ".", "", max_replacements=1)
+    want = pc.and_(pc.ascii_is_decimal(one_point_less), pc.less_equal(pc.binary_length(text), 15))
+    assert _plain_decimal(text).to_pylist() == want.to_pylist()
