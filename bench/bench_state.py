@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 import uvloop
 
 from marketloop.execution.config import Limits
-from marketloop.execution.state import _SELECT_LUA, ChannelOption, RedisState
+from marketloop.execution.state import _SELECT_LUA, ChannelOption, RedisState, _day, _week
 
 
 async def _measure(call, n: int) -> tuple[float, float]:  # noqa: ANN001 - a coroutine function
@@ -55,7 +55,7 @@ async def main(n: int, url: str) -> None:
 
     peer_client = aioredis.from_url(url, socket_timeout=0.25)
     script = peer_client.register_script(_SELECT_LUA)
-    day, week = now.strftime("%Y%m%d"), f"{now.isocalendar()[0]}W{now.isocalendar()[1]:02d}"
+    day, week = _day(now), _week(now)
 
     async def peer(i: int) -> object:
         c = f"c{i % 100}"

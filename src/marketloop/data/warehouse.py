@@ -9,7 +9,7 @@ The statements are built around SQL that Ibis compiles from expressions.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
@@ -203,27 +203,36 @@ def transaction(con: BaseBackend) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def unordered_writes(con: BaseBackend) -> Iterator[None]:
+def _duckdb_setting(con: BaseBackend, name: str, value: Callable[[str], str]) -> Iterator[None]:
+    """Inside the block, DuckDB's setting ``name`` is ``value(current text)``; then restored.
+
+    PostgreSQL: nothing changes.
+    """
+    if backend_of(con) != "duckdb":
+        yield
+        return
+    raw = con.con
+    before = str(raw.execute(f"SELECT current_setting('{name}')").fetchone()[0])
+    raw.execute(f"SET {name} = '{value(before)}'")
+    try:
+        yield
+    finally:
+        raw.execute(f"SET {name} = '{before}'")
+
+
+def unordered_writes(con: BaseBackend) -> contextlib.AbstractContextManager[None]:
     """Let DuckDB write rows in any order inside the block (a parallel insert is faster).
 
     The warehouse never relies on the order rows were stored in (queries order what they
     need), so publishing may drop DuckDB's ``preserve_insertion_order``; record numbers
     were fixed before. The setting is restored afterwards. PostgreSQL: nothing changes.
     """
-    if backend_of(con) != "duckdb":
-        yield
-        return
-    raw = con.con
-    before = raw.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
-    raw.execute("SET preserve_insertion_order = false")
-    try:
-        yield
-    finally:
-        raw.execute(f"SET preserve_insertion_order = {'true' if before else 'false'}")
+    return _duckdb_setting(con, "preserve_insertion_order", lambda _before: "false")
 
 
-@contextlib.contextmanager
-def hash_joins_as_written(con: BaseBackend, enabled: bool = True) -> Iterator[None]:
+def hash_joins_as_written(
+    con: BaseBackend, enabled: bool = True
+) -> contextlib.AbstractContextManager[None]:
     """Make DuckDB build its hash joins on the right side of each join inside the block.
 
     DuckDB picks the build side from estimated sizes, and its estimate of a filtered scan
@@ -233,19 +242,13 @@ def hash_joins_as_written(con: BaseBackend, enabled: bool = True) -> Iterator[No
     ``enabled`` when the right side is the smaller. The setting is restored afterwards;
     PostgreSQL: nothing changes.
     """
-    if not enabled or backend_of(con) != "duckdb":
-        yield
-        return
-    raw = con.con
-    before = raw.execute("SELECT current_setting('disabled_optimizers')").fetchone()[0]
-    disabled = [o for o in str(before or "").split(",") if o.strip()]
-    raw.execute(
-        f"SET disabled_optimizers = '{','.join([*disabled, 'build_side_probe_side'])}'"
-    )
-    try:
-        yield
-    finally:
-        raw.execute(f"SET disabled_optimizers = '{','.join(disabled)}'")
+    if not enabled:
+        return contextlib.nullcontext()
+
+    def add(before: str) -> str:
+        return ",".join([*(o for o in before.split(",") if o.strip()), "build_side_probe_side"])
+
+    return _duckdb_setting(con, "disabled_optimizers", add)
 
 
 def execute(con: BaseBackend, sql: str) -> None:
