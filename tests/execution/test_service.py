@@ -144,6 +144,21 @@ def test_bad_input_is_a_4xx_naming_the_field(client, path: str, body: bytes, sta
     assert words in out["error"] and out["request_id"] == r.headers["x-request-id"]
 
 
+@pytest.mark.parametrize(("body", "content_type", "words"), [
+    (b"", "application/json", "body: Field required"),
+    (b'{"customer_id": "c1"}', "text/plain", "found Content-Type 'text/plain'"),
+    (b'{"customer_id": "c1"}', None, "expected a JSON body"),
+])
+def test_a_body_that_is_not_json_is_422(client, body: bytes, content_type: str | None,
+                                        words: str) -> None:
+    headers = {} if content_type is None else {"content-type": content_type}
+    r = client.post("/v1/decide", content=body, headers=headers)
+    assert r.status_code == 422 and words in r.json()["error"], r.text
+    ok = client.post("/v1/decide", content=b'{"customer_id": "c1"}',
+                     headers={"content-type": "application/merge-patch+json; charset=utf-8"})
+    assert ok.status_code == 200, ok.text
+
+
 def test_an_oversized_batch_is_413(client) -> None:
     events = [{"type": "page_view", "customer_id": "c1"}] * 1_001
     r = client.post("/v1/events", json={"events": events})

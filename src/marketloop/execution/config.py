@@ -83,6 +83,13 @@ class ServiceConfig(BaseModel):
     outbox: Path = Field(Path("marketloop-outbox.sqlite"), description="Durable outbox file.")
     max_batch: int = Field(1_000, ge=1, le=100_000, description="Most events per request.")
     log_flush_s: float = Field(0.5, gt=0.0, le=60.0)
+    log_writer: Literal["process", "thread"] = Field(
+        "process", description="Who writes the decision log's batches: a writer process "
+        "(the request path never waits for the interpreter lock while a batch is built) or "
+        "a thread of the service.")
+    opentelemetry: bool = Field(False, description="FastAPI's native OpenTelemetry traces, "
+                                "metrics and logs (through the global providers). Off, the "
+                                "service has its own /metrics and each request is ~30 us cheaper.")
 
     @field_validator("state")
     @classmethod

@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from marketloop.execution._ids import new_id
 from marketloop.execution.config import CHANNELS, ServiceConfig, ServiceOffer
 from marketloop.execution.state import (
     BUDGET,
@@ -66,7 +66,7 @@ class Request:
     channels: tuple[str, ...] = CHANNELS
     campaign: str = "default"
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
-    decision_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    decision_id: str = field(default_factory=new_id)
 
 
 @dataclass

@@ -12,9 +12,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gc
+import inspect
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -27,7 +27,9 @@ from starlette.concurrency import run_in_threadpool
 
 from marketloop.execution import _api
 from marketloop.execution._dispatching import Dispatching
+from marketloop.execution._ids import new_id
 from marketloop.execution._metrics import Metrics
+from marketloop.execution._route import JsonBodyRoute
 from marketloop.execution._startup import load_consents, load_plan, load_responsiveness
 from marketloop.execution.config import CHANNELS, ApiKey, ServiceConfig
 from marketloop.execution.decide import Decider
@@ -69,7 +71,8 @@ def create_app(config: ServiceConfig, *, warehouse_url: str | None = None,
     """The service app for ``config``; ``warehouse_url`` overrides where the log goes."""
     state = make_state(config.state, config.limits, prefix=state_prefix,
                        timeout_s=config.state_timeout_s)
-    log = DecisionLog(warehouse_url or config.warehouse_url, flush_s=config.log_flush_s)
+    log = DecisionLog(warehouse_url or config.warehouse_url, flush_s=config.log_flush_s,
+                      writer=config.log_writer)
     runtime = Runtime(config, state, Decider(config, state, load_plan(config.plan)), log,
                       Metrics(), config.keys(), Dispatching(config, state))
     decider = runtime.decider
@@ -95,11 +98,14 @@ def create_app(config: ServiceConfig, *, warehouse_url: str | None = None,
         await state.close()
 
     app = FastAPI(title="marketloop decision service", version="1", lifespan=lifespan,
-                  description="Events in, decisions out, under consent, caps and budgets.")
+                  description="Events in, decisions out, under consent, caps and budgets.",
+                  **_telemetry(config.opentelemetry))
     app.state.runtime = runtime
     app.add_middleware(_RequestId, metrics=runtime.metrics)
     _errors(app)
+    docs = list(app.router.routes)  # /openapi.json, /docs, /redoc: matched after the API's
     _routes(app, runtime)
+    app.router.routes[:] = [r for r in app.router.routes if r not in docs] + docs
     return app
 
 
@@ -131,8 +137,15 @@ def _routes(app: FastAPI, rt: Runtime) -> None:
     responses: dict[int | str, dict[str, Any]] = {
         c: {"model": _api.ErrorOut} for c in (400, 401, 403, 404, 413, 422, 503)}
 
-    @app.post("/v1/decide", response_model=_api.DecisionOut, responses=responses,
-              dependencies=[decide_key])
+    def post(path: str, **options: Any):  # noqa: ANN202 - a decorator
+        """``app.post`` for a hot JSON endpoint ``(body, request)``: see ``_route``."""
+        def register(endpoint: Any) -> Any:
+            app.router.add_api_route(path, endpoint, methods=["POST"], responses=responses,
+                                     route_class_override=JsonBodyRoute, **options)
+            return endpoint
+        return register
+
+    @post("/v1/decide", response_model=_api.DecisionOut, dependencies=[decide_key])
     async def decide(body: _api.DecideIn, request: Request) -> Response:
         started = time.perf_counter()
         who, known = body.who
@@ -148,10 +161,10 @@ def _routes(app: FastAPI, rt: Runtime) -> None:
         out["request_id"] = request.state.request_id
         return _json(out)  # already the DecisionOut shape: skip re-validating it
 
-    @app.post("/v1/events", response_model=_api.EventsAccepted, status_code=202,
-              responses=responses, dependencies=[events_key])
-    async def events(request: Request,
-                     body: Annotated[_api.EventBatch | _api.EventIn, Body()]) -> dict[str, Any]:
+    @post("/v1/events", response_model=_api.EventsAccepted, status_code=202,
+          dependencies=[events_key])
+    async def events(body: Annotated[_api.EventBatch | _api.EventIn, Body()],
+                     request: Request) -> dict[str, Any]:
         batch = body.events if isinstance(body, _api.EventBatch) else [body]
         if len(batch) > rt.config.max_batch:
             raise HTTPException(413, f"events: expected at most {rt.config.max_batch} events "
@@ -176,11 +189,10 @@ def _routes(app: FastAPI, rt: Runtime) -> None:
         return {"accepted": len(batch), "fired": actions,
                 "request_id": request.state.request_id}
 
-    @app.post("/v1/outcomes", response_model=_api.Accepted, status_code=202,
-              responses=responses, dependencies=[events_key])
-    async def outcomes(request: Request,
-                       body: Annotated[_api.OutcomeBatch | _api.OutcomeIn, Body()]
-                       ) -> dict[str, Any]:
+    @post("/v1/outcomes", response_model=_api.Accepted, status_code=202,
+          dependencies=[events_key])
+    async def outcomes(body: Annotated[_api.OutcomeBatch | _api.OutcomeIn, Body()],
+                       request: Request) -> dict[str, Any]:
         batch = body.outcomes if isinstance(body, _api.OutcomeBatch) else [body]
         if len(batch) > rt.config.max_batch:
             raise HTTPException(413, f"outcomes: expected at most {rt.config.max_batch} in one "
@@ -240,6 +252,13 @@ def _routes(app: FastAPI, rt: Runtime) -> None:
         return PlainTextResponse(body, media_type=content_type)
 
 
+def _telemetry(on: bool) -> dict[str, Any]:
+    """FastAPI's ``telemetry`` option (from 0.165; older versions have none to turn off)."""
+    if "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}
+    return {"telemetry": {"tracing": on, "metrics": on, "logs": on}}
+
+
 def _trigger_of(body: _api.DecideIn) -> str | None:
     named = body.context.get("trigger")
     return named if isinstance(named, str) else None
@@ -254,7 +273,7 @@ def _event_row(event: _api.EventIn, now: dt.datetime) -> dict[str, object]:
     ts = event.ts or now
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=dt.UTC)
-    return {"event_id": event.event_id or uuid.uuid4().hex, "customer_id": event.customer_id,
+    return {"event_id": event.event_id or new_id(), "customer_id": event.customer_id,
             "anonymous_id": event.anonymous_id,
             "session_id": event.session_id or f"s:{event.customer_id or event.anonymous_id}",
             "ts": ts.astimezone(dt.UTC).replace(tzinfo=None), "type": event.type,
@@ -320,7 +339,7 @@ class _RequestId:
         for name, value in scope.get("headers", ()):
             if name == b"x-request-id":
                 rid = value.decode("latin-1")[:128]
-        rid = rid or uuid.uuid4().hex
+        rid = rid or new_id()
         scope.setdefault("state", {})["request_id"] = rid
         status = 500
 

@@ -1,0 +1,90 @@
+"""The decision log: every queued row lands in the warehouse, written by a thread or a process.
+
+The writer process is a real spawned process; the test that kills it with SIGKILL checks the
+log goes on writing in its own thread and loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import signal
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from marketloop.execution.config import load_service_config
+from marketloop.execution.decide import Decider, Request
+from marketloop.execution.log import DecisionLog
+from marketloop.execution.state import make_state
+
+TS = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
+
+
+def _decisions(n: int) -> list:
+    config = load_service_config(None, state="memory", epsilon=0.0)
+    decider = Decider(config, make_state("memory", config.limits))
+
+    async def run() -> list:
+        return [await decider.decide(Request(f"c{i}", True, {"dwell_ms": 45_000}, now=TS))
+                for i in range(n)]
+    return asyncio.run(run())
+
+
+def _queue(log: DecisionLog, decisions: list) -> None:
+    for d in decisions:
+        log.decision(d, {"dwell_ms": 45_000})
+        log.outcome(d.decision_id, "conversion", 1.0, TS)
+    log.event({"event_id": "e1", "customer_id": "c0", "anonymous_id": None, "session_id": "s1",
+               "ts": TS.replace(tzinfo=None), "type": "product_view", "product_id": "p1",
+               "dwell_ms": 45_000})
+
+
+def _tables(path: Path) -> dict[str, list[tuple]]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return {"decisions": con.sql("SELECT decision_id, action, propensity, reasons FROM "
+                                     "decisions ORDER BY decision_id").fetchall(),
+                "outcomes": con.sql("SELECT decision_id, kind, value FROM outcomes "
+                                    "ORDER BY decision_id").fetchall(),
+                "events": con.sql("SELECT event_id, dwell_ms FROM events").fetchall()}
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_every_queued_row_lands_once(tmp_path: Path, writer: str) -> None:
+    decisions = _decisions(300)
+    log = DecisionLog(f"duckdb:///{tmp_path / 'w.duckdb'}", flush_s=0.05, writer=writer)
+    log.start()
+    _queue(log, decisions[:150])
+    _queue(log, decisions[150:])
+    log.stop()
+    assert log.errors == 0 and log.pending == 0 and log.written == 2 * 300 + 2
+    tables = _tables(tmp_path / "w.duckdb")
+    assert [r[0] for r in tables["decisions"]] == sorted(d.decision_id for d in decisions)
+    assert {r[1] for r in tables["decisions"]} == {"pct10@app"}
+    assert json.loads(tables["decisions"][0][3])["reasons"][0] == "rule dwell: pct10"
+    assert len(tables["outcomes"]) == 300 and tables["events"] == [("e1", 45_000)] * 2
+
+
+def test_a_killed_writer_process_loses_nothing(tmp_path: Path) -> None:
+    decisions = _decisions(200)
+    log = DecisionLog(f"duckdb:///{tmp_path / 'w.duckdb'}", flush_s=60, writer="process")
+    log.start()
+    try:
+        _queue(log, decisions[:100])
+        log._flush()  # through the writer process
+        assert log._pool is not None
+        for pid in list(log._pool._processes):  # type: ignore[attr-defined]
+            os.kill(pid, signal.SIGKILL)
+        _queue(log, decisions[100:])
+    finally:
+        log.stop()  # the pool is broken: the last batch is written by the thread
+    assert log._pool is None and log.errors == 0 and log.pending == 0
+    tables = _tables(tmp_path / "w.duckdb")
+    assert [r[0] for r in tables["decisions"]] == sorted(d.decision_id for d in decisions)
+    assert len(tables["outcomes"]) == 200
