@@ -1,7 +1,8 @@
 """The decision log: every queued row lands in the warehouse, written by a thread or a process.
 
-The writer process is a real spawned process; the test that kills it with SIGKILL checks the
-log goes on writing in its own thread and loses nothing.
+The writer process is a real subprocess; the test that kills it with SIGKILL checks the log
+goes on writing in its own thread and loses nothing; another checks a killed service leaves
+no writer behind.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import datetime as dt
 import json
 import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -78,13 +82,46 @@ def test_a_killed_writer_process_loses_nothing(tmp_path: Path) -> None:
     try:
         _queue(log, decisions[:100])
         log._flush()  # through the writer process
-        assert log._pool is not None
-        for pid in list(log._pool._processes):  # type: ignore[attr-defined]
-            os.kill(pid, signal.SIGKILL)
+        assert log._process is not None
+        os.kill(log._process.process.pid, signal.SIGKILL)
+        log._process.process.wait()
         _queue(log, decisions[100:])
     finally:
-        log.stop()  # the pool is broken: the last batch is written by the thread
-    assert log._pool is None and log.errors == 0 and log.pending == 0
+        log.stop()  # the process is gone: the last batch is written by the thread
+    assert log._process is None and log.errors == 0 and log.pending == 0
     tables = _tables(tmp_path / "w.duckdb")
     assert [r[0] for r in tables["decisions"]] == sorted(d.decision_id for d in decisions)
     assert len(tables["outcomes"]) == 200
+
+
+def test_the_writer_process_ends_with_the_service(tmp_path: Path) -> None:
+    script = tmp_path / "service.py"  # no __main__ guard: nothing of it may run again
+    script.write_text(
+        "import sys, time\n"
+        "from marketloop.execution.log import DecisionLog\n"
+        f"log = DecisionLog('duckdb:///{tmp_path / 'w.duckdb'}', writer='process')\n"
+        "log.start()\n"
+        "print(log._process.process.pid, flush=True)\n"
+        "time.sleep(60)\n")
+    service = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert service.stdout is not None
+    writer = int(service.stdout.readline())
+    service.kill()
+    service.wait()
+    for _ in range(100):  # its input closed: it exits
+        if not _alive(writer):
+            break
+        time.sleep(0.05)
+    assert not _alive(writer)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reaped here only if it were our child; it is not
+    except ChildProcessError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False

@@ -17,6 +17,7 @@ with the route's status code, not re-validated against its response model).
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -41,6 +42,9 @@ class JsonBodyRoute(APIRoute):
         adapter: TypeAdapter[Any] = TypeAdapter(params[0].field_info.annotation)
         checks: list[Callable[[Request], Awaitable[Any]]] = [
             d.dependency for d in self.dependencies if d.dependency is not None]
+        if not all(inspect.iscoroutinefunction(c) for c in checks):
+            raise TypeError(f"{self.path}: JsonBodyRoute's dependencies are async checks of "
+                            "the request")
         endpoint = self.endpoint
         status = self.status_code or 200
 
@@ -79,8 +83,12 @@ def parse_body(adapter: TypeAdapter[Any], raw: bytes, content_type: str | None) 
             msg = str(errors[0]["msg"]).removeprefix(_INVALID_JSON)
             raise RequestValidationError([{"type": "json_invalid", "loc": ("body",),
                                            "msg": msg, "input": {}}], body=None) from None
+        try:  # the body as sent: the error handler reports on the shape the caller chose
+            body = json.loads(raw)
+        except ValueError:
+            body = None
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors],
-                                     body=json.loads(raw)) from None
+                                     body=body) from None
 
 
 def _is_json(content_type: str | None) -> bool:
