@@ -8,8 +8,9 @@ A load generator in a second process (bench/_loadgen.py: open loop, fixed rate, 
 from each request's due time) sends 500 and 1,000 requests/s for ``--seconds`` each over 32
 keep-alive connections, then as fast as the server answers (throughput); then, for our
 server, the trigger latency: a qualifying dwell event posted 100 times a second, each for
-a new customer, until its message is in the outbox. Prints a table and the ratio of our
-throughput to the bare endpoint's.
+a new customer, until its message is in the outbox. Prints a table (with the share of CPU
+time the hypervisor took from this machine during each load, ``/proc/stat``'s steal: a
+busy host shows there first) and the ratio of our throughput to the bare endpoint's.
 
 Run: .venv/bin/python bench/bench_service.py [--seconds 15] [--redis redis://127.0.0.1:6379/0]
 """
@@ -69,15 +70,31 @@ def _wait(url: str) -> None:
     raise RuntimeError(f"{url} did not start")
 
 
+def _cpu_times() -> list[int] | None:
+    """The machine's CPU time counters (``/proc/stat``), or None where there are none."""
+    try:
+        with open("/proc/stat") as f:
+            return [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+
+
 def _load(url: str, rate: float, seconds: float, body: Path, auth: bool) -> dict:
     headers = [f"Authorization: Bearer {KEY}"] if auth else []
+    before = _cpu_times()
     out = subprocess.run([sys.executable, str(HERE / "_loadgen.py"), url, "/v1/decide",
                           str(rate), str(seconds), "32", str(body), *headers],
                          capture_output=True, text=True)
+    after = _cpu_times()
     if out.returncode != 0:
         tail = (out.stderr.strip().splitlines() or ["no output"])[-1]
         raise SystemExit(f"load generator failed against {url} at {rate}/s: {tail}")
-    return json.loads(out.stdout)
+    result = json.loads(out.stdout)
+    if before is not None and after is not None and len(after) > 7:
+        spent = [b - a for a, b in zip(before, after, strict=False)]
+        # the hypervisor's share (steal, the 8th counter): time this VM's CPUs were not its own
+        result["steal_pct"] = 100.0 * spent[7] / max(sum(spent[:8]), 1)
+    return result
 
 
 def _trigger_latency(url: str, n: int = 400, rate: float = 100.0) -> dict[str, float]:
@@ -164,12 +181,13 @@ def main() -> None:
             proc.wait(timeout=30)
     print(f"load average after: {os.getloadavg()}")
     print(f"{'server':32} {'offered':>9} {'served/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'errors':>7}")
+          f"{'errors':>7} {'steal %':>8}")
     for name, offered, r in rows:
         p50 = "-" if offered == "max" else f"{r['p50_ms']:.2f}"
         p99 = "-" if offered == "max" else f"{r['p99_ms']:.2f}"
+        steal = f"{r['steal_pct']:.1f}" if "steal_pct" in r else "-"
         print(f"{name:32} {offered:>9} {r['throughput']:>9,.0f} {p50:>8} {p99:>8} "
-              f"{r['errors']:>7}")
+              f"{r['errors']:>7} {steal:>8}")
     for name, t in triggers.items():
         print(f"trigger latency ({name}): dwell event -> message in the outbox, 100/s: "
               f"p50 {t['p50_ms']:.2f} ms, p99 {t['p99_ms']:.2f} ms")
