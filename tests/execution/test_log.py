@@ -116,12 +116,9 @@ def test_the_writer_process_ends_with_the_service(tmp_path: Path) -> None:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.waitpid(pid, os.WNOHANG)  # reaped here only if it were our child; it is not
-    except ChildProcessError:
-        pass
+    """Running (not gone, not a zombie waiting for its new parent to reap it)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False

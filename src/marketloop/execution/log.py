@@ -76,7 +76,8 @@ class DecisionLog:
         self.last_error: str | None = None
 
     def start(self) -> None:
-        """Start the writer thread (idempotent); creates missing warehouse tables."""
+        """Start the writer thread, and the writer process if asked for (idempotent);
+        creates missing warehouse tables."""
         if self.warehouse_url is not None:
             _with_connection(self.warehouse_url, _ensure)
             if self.writer == "process" and self._process is None:
