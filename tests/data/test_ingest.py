@@ -232,6 +232,27 @@ def test_a_run_leaves_the_insertion_order_setting_as_it_found_it(tmp_path: Path)
     assert con.con.execute(setting).fetchone()[0] is True
 
 
+def test_a_run_reads_on_malloc_and_gives_arrow_its_allocator_back(tmp_path, monkeypatch) -> None:
+    import pyarrow as pa
+
+    from marketloop.data import _readers
+
+    before = pa.default_memory_pool().backend_name
+    seen = []
+    read = _readers.read_plain_csv
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        seen.append(pa.default_memory_pool().backend_name)
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(_readers, "read_plain_csv", spy)
+    con = connect("duckdb://")
+    report = ingest([write(tmp_path / "orders.csv", ORDERS_HEADER, orders_rows(3))], con=con)
+    assert report.accepted == 3
+    assert seen == ["system"]
+    assert pa.default_memory_pool().backend_name == before
+
+
 def test_bad_encoding_is_quarantined_not_fatal(tmp_path: Path) -> None:
     path = tmp_path / "orders.csv"
     path.write_bytes(
