@@ -23,8 +23,9 @@ def free_port() -> int:
 
 @contextmanager
 def served(tmp: Path, *args: str, key: str = "test-key-0123456789",
-           config: str | None = None, timeout: float = 60.0) -> Iterator[str]:
-    """Yield the base URL of a running service; SIGTERM (graceful) on exit."""
+           config: str | None = None, timeout: float = 60.0,
+           ready: str = "/healthz") -> Iterator[str]:
+    """Yield the base URL of a running service once ``ready`` answers 200; SIGTERM on exit."""
     port = free_port()
     cmd = [sys.executable, "-m", "marketloop", "serve", "--port", str(port),
            "--warehouse", f"duckdb:///{tmp / 'warehouse.duckdb'}", *args]
@@ -43,12 +44,12 @@ def served(tmp: Path, *args: str, key: str = "test-key-0123456789",
                 raise RuntimeError(f"marketloop serve exited {proc.returncode}: "
                                    f"{(tmp / f'serve-{port}.log').read_text()}")
             try:
-                if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
+                if httpx.get(f"{url}{ready}", timeout=1.0).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError("marketloop serve did not answer /healthz in time")
+                raise RuntimeError(f"marketloop serve did not answer {ready} in time")
             time.sleep(0.2)
         yield url
     finally:

@@ -7,9 +7,14 @@ never a 5xx), the decision log in the warehouse, and degraded answers when Redis
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import socket
+import threading
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -221,6 +226,58 @@ def test_redis_unreachable_answers_nothing_degraded(tmp_path: Path) -> None:
             assert health["status"] == "degraded" and health["state"]["reachable"] is False
             none = _decide(c, customer_id="r1", context={})
             assert none["action"] is None
+
+
+@contextlib.contextmanager
+def hung_redis() -> Iterator[int]:
+    """A port that accepts connections and never answers: a Redis that hangs."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                held.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+def test_a_hung_redis_refuses_events_without_stalling_other_requests(tmp_path: Path) -> None:
+    # every Redis call waits out its 3 s timeout; the event loop must keep serving meanwhile
+    config = CONFIG.replace("epsilon = 0.0", "epsilon = 0.0\nstate_timeout_s = 3.0")
+    with hung_redis() as port, served(tmp_path, "--state", f"redis://127.0.0.1:{port}/0",
+                                      key=KEY, config=config, ready="/metrics") as url:
+        with httpx.Client(base_url=url, headers=AUTH, timeout=30) as c:
+            outcome: dict[str, httpx.Response] = {}
+
+            def long_dwell() -> None:  # fires the dwell trigger: a once-claim in Redis
+                outcome["r"] = c.post("/v1/events", json={
+                    "type": "product_view", "customer_id": "h1", "session_id": "s1",
+                    "product_id": "p1", "dwell_ms": 45_000})
+
+            started = time.monotonic()
+            worker = threading.Thread(target=long_dwell)
+            worker.start()
+            time.sleep(0.5)  # the event is now waiting on Redis
+            metrics = c.get("/metrics")
+            waited = time.monotonic() - started
+            worker.join()
+            assert metrics.status_code == 200
+            assert waited < 2.0, f"/metrics waited {waited:.1f}s behind the trigger's claim"
+            r = outcome["r"]
+            assert r.status_code == 503 and r.headers["Retry-After"] == "1"
+            assert "trigger state unreachable" in r.json()["error"]
 
 
 @pytest.mark.parametrize(("args", "words"), [

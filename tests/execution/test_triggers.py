@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from datetime import UTC, datetime
@@ -154,6 +155,46 @@ def test_redis_once_store_fires_once_across_two_engines(redis_url: str) -> None:
         keys = list(client.scan_iter(prefix + "*"))
         if keys:
             client.delete(*keys)
+
+
+def test_awaited_claims_fire_once_across_engines_sync_and_async(redis_url: str) -> None:
+    import redis
+    import redis.asyncio
+
+    prefix = f"test:once:{uuid.uuid4().hex}:"
+
+    async def run() -> tuple[list[str], list[str], int]:
+        client = redis.Redis.from_url(redis_url)
+        store = RedisOnceStore(client, async_client=redis.asyncio.Redis.from_url(redis_url),
+                               prefix=prefix)
+        threaded = RedisOnceStore(client, prefix=prefix)  # no async client: a thread claims
+        engines = [TriggerEngine(RULES, store), TriggerEngine(RULES, threaded),
+                   TriggerEngine(RULES, RedisOnceStore(client, prefix=prefix))]
+        try:
+            views = await asyncio.gather(engines[0].aobserve(_view(0)),
+                                         engines[1].aobserve(_view(0)))
+            views.append(engines[2].observe(_view(0)))  # the sync path shares the keys
+            for engine in engines:
+                engine.observe(_event("add_to_cart", 0, session="s9"))
+            carts = [*await engines[0].adue(now=1_800), *await engines[1].adue(now=1_800),
+                     *engines[2].due(now=1_800)]
+            return ([f.key for fired in views for f in fired], [f.key for f in carts],
+                    len(list(client.scan_iter(prefix + "*"))))
+        finally:
+            keys = list(client.scan_iter(prefix + "*"))
+            if keys:
+                client.delete(*keys)
+            await store.aclose()
+
+    views, carts, held = asyncio.run(run())
+    assert views == ["long_dwell:c1:p1"] and carts == ["cart_idle:c1:s9"] and held == 2
+
+
+def test_memory_store_claims_are_awaited_alike() -> None:
+    engine = TriggerEngine(RULES)
+    first = asyncio.run(engine.aobserve(_view(0)))
+    again = asyncio.run(engine.aobserve(_view(60)))
+    assert [f.key for f in first] == ["long_dwell:c1:p1"] and again == []
 
 
 @given(gaps=st.lists(st.floats(min_value=0, max_value=3 * DAY), min_size=1, max_size=40),

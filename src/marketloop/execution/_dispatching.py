@@ -82,11 +82,14 @@ class Dispatching:
             once = MemoryOnceStore()
         else:
             import redis
+            import redis.asyncio
 
-            once = RedisOnceStore(redis.Redis.from_url(config.state,
-                                                       socket_timeout=config.state_timeout_s,
-                                                       socket_connect_timeout=
-                                                       config.state_timeout_s))
+            timeouts = {"socket_timeout": config.state_timeout_s,
+                        "socket_connect_timeout": config.state_timeout_s}
+            once = RedisOnceStore(
+                redis.Redis.from_url(config.state, **timeouts),
+                async_client=redis.asyncio.Redis.from_url(config.state, **timeouts),
+            )
         self.triggers = TriggerEngine(rules, once)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -141,7 +144,7 @@ class Dispatching:
     async def _timers(self, on_fire: OnFire) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(Exception):  # a Redis outage: try again next second
-                for fire in self.triggers.due():
+                for fire in await self.triggers.adue():
                     await on_fire(fire, not fire.customer_id.startswith("anon:"))
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), 1.0)
@@ -151,8 +154,8 @@ class Dispatching:
         for task in self._tasks:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 10)
-        for provider in self.providers.values():
-            closer = getattr(provider, "aclose", None)
+        for holder in (*self.providers.values(), self.triggers.once):
+            closer = getattr(holder, "aclose", None)
             if closer is not None:
                 await closer()
         if self._outbox is not None:

@@ -177,7 +177,7 @@ def _routes(app: FastAPI, rt: Runtime) -> None:
                 who, known = event.who  # visitors as anon:ID, as decisions name them
                 seen = {**row, "customer_id": who, "anonymous_id": None,
                         "ts": row["ts"].replace(tzinfo=dt.UTC)}
-                fired += [(f, known) for f in rt.dispatch.triggers.observe(seen)]
+                fired += [(f, known) for f in await rt.dispatch.triggers.aobserve(seen)]
         except Exception as exc:  # the once-store (Redis) is down: refuse, do not drop
             raise HTTPException(503, f"events not accepted: trigger state unreachable "
                                 f"({type(exc).__name__}); retry", headers={"Retry-After": "1"}

@@ -9,6 +9,7 @@ the store is Redis. See docs/channels.md, "Triggers".
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import threading
 import time
@@ -24,6 +25,7 @@ from marketloop.exceptions import ConfigError, SchemaError, describe
 
 if TYPE_CHECKING:
     from redis import Redis
+    from redis.asyncio import Redis as AsyncRedis
 
 _NAME = r"^[A-Za-z0-9_.\-]+$"
 
@@ -135,7 +137,11 @@ class Fire:
 
 
 class OnceStore(Protocol):
-    """Remembers claimed keys for a time to live: the first claim wins, later ones lose."""
+    """Remembers claimed keys for a time to live: the first claim wins, later ones lose.
+
+    A store that does I/O may also offer ``async def aclaim(key, ttl_s, now)``, which
+    :meth:`TriggerEngine.aobserve` and :meth:`TriggerEngine.adue` await instead.
+    """
 
     def claim(self, key: str, ttl_s: float, now: float) -> bool:
         """True, and remember ``key`` for ``ttl_s``, if it is not held; else False."""
@@ -173,15 +179,42 @@ class RedisOnceStore:
 
     The TTL runs on the Redis server's clock, so ``now`` is not used. Redis errors
     propagate: the caller decides whether a trigger may fire without the store.
+
+    Parameters
+    ----------
+    client : redis.Redis
+        For :meth:`claim`.
+    async_client : redis.asyncio.Redis, optional
+        For :meth:`aclaim`, so a service's event loop never waits on Redis; without it
+        :meth:`aclaim` runs :meth:`claim` in a thread.
+    prefix : str, default="marketloop:once:"
+        Key prefix.
     """
 
-    def __init__(self, client: Redis, *, prefix: str = "marketloop:once:") -> None:
+    def __init__(self, client: Redis, *, async_client: AsyncRedis | None = None,
+                 prefix: str = "marketloop:once:") -> None:
         self.client = client
+        self.async_client = async_client
         self.prefix = prefix
 
     def claim(self, key: str, ttl_s: float, now: float) -> bool:
-        px = max(1, int(ttl_s * 1000))
-        return bool(self.client.set(self.prefix + key, "1", nx=True, px=px))
+        return bool(self.client.set(self.prefix + key, "1", nx=True, px=_px(ttl_s)))
+
+    async def aclaim(self, key: str, ttl_s: float, now: float) -> bool:
+        if self.async_client is None:
+            return await asyncio.to_thread(self.claim, key, ttl_s, now)
+        return bool(await self.async_client.set(self.prefix + key, "1", nx=True,
+                                                px=_px(ttl_s)))
+
+    async def aclose(self) -> None:
+        """Close both clients' connections."""
+        self.client.close()
+        if self.async_client is not None:
+            await self.async_client.aclose()
+
+
+def _px(ttl_s: float) -> int:
+    return max(1, int(ttl_s * 1000))
 
 
 @dataclass
@@ -296,6 +329,38 @@ class TriggerEngine:
         SchemaError
             If the event has no ``type`` or neither ``customer_id`` nor ``anonymous_id``.
         """
+        return [fire for fire, ttl in self._observe(event)
+                if self.once.claim(fire.key, ttl, fire.ts)]
+
+    async def aobserve(self, event: Mapping[str, object]) -> list[Fire]:
+        """As :meth:`observe`, awaiting the once-store's claims (for an event loop).
+
+        The session state is updated at once; only the claims wait, so a slow store holds
+        up this call and no other.
+        """
+        return await self._aclaimed(self._observe(event))
+
+    def due(self, now: float | datetime | None = None) -> list[Fire]:
+        """The timer triggers due at ``now``: carts idle for their rule's ``idle_s``."""
+        return [fire for fire, ttl in self._due(now) if self.once.claim(fire.key, ttl, fire.ts)]
+
+    async def adue(self, now: float | datetime | None = None) -> list[Fire]:
+        """As :meth:`due`, awaiting the once-store's claims."""
+        return await self._aclaimed(self._due(now))
+
+    async def _aclaimed(self, found: list[tuple[Fire, float]]) -> list[Fire]:
+        aclaim = getattr(self.once, "aclaim", None)
+        fires = []
+        for fire, ttl in found:
+            won = (await aclaim(fire.key, ttl, fire.ts) if aclaim is not None
+                   else self.once.claim(fire.key, ttl, fire.ts))
+            if won:
+                fires.append(fire)
+        return fires
+
+    # The rules find candidates under the lock; the caller claims them after, so a
+    # store's round trip is never made with the lock held.
+    def _observe(self, event: Mapping[str, object]) -> list[tuple[Fire, float]]:
         kind, identity, session_id, ts = _identify(event)
         with self._lock:
             fires = self._return_after(identity, session_id, ts)
@@ -311,10 +376,9 @@ class TriggerEngine:
             self._evict(ts)
         return fires
 
-    def due(self, now: float | datetime | None = None) -> list[Fire]:
-        """The timer triggers due at ``now``: carts idle for their rule's ``idle_s``."""
+    def _due(self, now: float | datetime | None) -> list[tuple[Fire, float]]:
         t = _epoch(now, "TriggerEngine.due(now)")
-        fires: list[Fire] = []
+        fires: list[tuple[Fire, float]] = []
         with self._lock:
             while self._timers and self._timers[0][0] <= t:
                 _, _, skey, rule = heapq.heappop(self._timers)
@@ -329,17 +393,17 @@ class TriggerEngine:
                     continue
                 session.scheduled.discard(rule.name)
                 key = f"{rule.name}:{session.identity}:{session.session_id}"
-                if self.once.claim(key, rule.window_s, t):
-                    fires.append(self._fire(rule, session, key, t, {
-                        "product_id": session.cart[-1],
-                        "cart_product_ids": ",".join(session.cart),
-                        "idle_s": t - session.last_ts,
-                    }))
+                fires.append((self._fire(rule, session, key, t, {
+                    "product_id": session.cart[-1],
+                    "cart_product_ids": ",".join(session.cart),
+                    "idle_s": t - session.last_ts,
+                }), rule.window_s))
             self._evict(t)
         return fires
 
     # -- rules ----------------------------------------------------------------------------
-    def _dwell(self, session: _Session, event: Mapping[str, object], ts: float) -> list[Fire]:
+    def _dwell(self, session: _Session, event: Mapping[str, object],
+               ts: float) -> list[tuple[Fire, float]]:
         dwell = event.get("dwell_ms")
         if session.purchased or not isinstance(dwell, int | float) or isinstance(dwell, bool):
             return []
@@ -349,12 +413,13 @@ class TriggerEngine:
             if isinstance(rule, DwellRule) and dwell >= rule.min_dwell_ms:
                 key = f"{rule.name}:{session.identity}" + (f":{product}" if rule.per_product
                                                            else "")
-                if self.once.claim(key, rule.window_s, ts):
-                    fires.append(self._fire(rule, session, key, ts,
-                                            {"product_id": product, "dwell_ms": dwell}))
+                fires.append((self._fire(rule, session, key, ts,
+                                         {"product_id": product, "dwell_ms": dwell}),
+                              rule.window_s))
         return fires
 
-    def _return_after(self, identity: str, session_id: str, ts: float) -> list[Fire]:
+    def _return_after(self, identity: str, session_id: str,
+                      ts: float) -> list[tuple[Fire, float]]:
         previous = self._seen.get(identity)
         if previous is None and self.last_seen is not None:
             found = self.last_seen(identity)
@@ -369,11 +434,10 @@ class TriggerEngine:
         for rule in self.rules:
             if isinstance(rule, ReturnAfterRule) and ts - previous >= rule.min_gap_days * 86_400:
                 key = f"{rule.name}:{identity}"
-                if self.once.claim(key, rule.window_s, ts):
-                    session = _Session(identity, session_id, ts)
-                    fires.append(self._fire(rule, session, key, ts, {
-                        "gap_days": (ts - previous) / 86_400,
-                    }))
+                session = _Session(identity, session_id, ts)
+                fires.append((self._fire(rule, session, key, ts, {
+                    "gap_days": (ts - previous) / 86_400,
+                }), rule.window_s))
         return fires
 
     # -- state ----------------------------------------------------------------------------
