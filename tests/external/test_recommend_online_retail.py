@@ -87,7 +87,13 @@ def test_model_beats_popularity_overall_and_for_customers_with_one_to_four_purch
 
 
 def test_choice_is_validated_against_popularity(result):
-    assert result.choice.model == "als" and result.choice.low > 0, result.choice.reason
+    recall = result.overall()["recall@20"]
+    # ALS and the ALS+BPR blend tie to the fourth decimal (measured 0.0817 / 0.0815, and
+    # 0.0818 for the blend in another run: BPR's two training threads are not bit-for-bit
+    # repeatable), so either may be served; whichever it is must be the best and validated
+    assert result.choice.model in ("als", "als+bpr"), result.choice.reason
+    assert result.choice.model == recall.idxmax(), recall
+    assert result.choice.low > 0, result.choice.reason
 
 
 def test_tail_knob_doubles_the_long_tail_of_the_issues_als_without_losing_recall(result):
