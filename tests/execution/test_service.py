@@ -129,6 +129,12 @@ def test_a_campaign_budget_is_never_overspent(client) -> None:
     assert spent == 4.0
 
 
+def test_a_campaign_without_a_budget_gets_nothing(client) -> None:
+    d = _decide(client, customer_id="nb1", context={"dwell_ms": 60_000}, campaign="nowhere")
+    assert d["action"] is None and d["propensity"] == 1.0
+    assert "campaign 'nowhere' has no budget" in d["reasons"][-1]
+
+
 @pytest.mark.parametrize(("path", "body", "status", "words"), [
     ("/v1/decide", b'{"customer_id": "c1",', 400, "malformed JSON"),
     ("/v1/decide", b'{"context": {}}', 422, "customer_id or anonymous_id is required"),
@@ -140,6 +146,10 @@ def test_a_campaign_budget_is_never_overspent(client) -> None:
     ("/v1/events", b'{"type": "product_view", "customer_id": "c1", "dwell_ms": -5}', 422,
      "dwell_ms"),
     ("/v1/outcomes", b'{"decision_id": "d1", "kind": "love"}', 422, "kind"),
+    ("/v1/events", b'{"type": "page_view", "customer_id": "c1", '
+                   b'"ts": "9999-12-31T23:59:59-01:00"}', 422, "ts"),
+    ("/v1/outcomes", b'{"decision_id": "d1", "kind": "click", '
+                     b'"ts": "0001-01-01T00:00:00+01:00"}', 422, "ts"),
 ])
 def test_bad_input_is_a_4xx_naming_the_field(client, path: str, body: bytes, status: int,
                                             words: str) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from marketloop.data.schema import EVENT_TYPES
 
@@ -13,6 +13,18 @@ Id = Field(None, min_length=1, max_length=128, pattern=r"^[^\s\x00-\x1f]+$")
 ChannelName = Literal["app", "email", "push", "sms"]
 OutcomeKind = Literal["conversion", "revenue", "complaint", "unsubscribe", "click", "open"]
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
+
+
+def _in_utc(ts: dt.datetime) -> dt.datetime:
+    """A time whose UTC equivalent exists (9999-12-31T23:59-01:00 does not)."""
+    try:
+        ts.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError("a time that falls within years 1-9999 in UTC") from None
+    return ts
+
+
+Timestamp = Annotated[dt.datetime, AfterValidator(_in_utc)]
 
 
 class _Someone(BaseModel):
@@ -43,7 +55,7 @@ class EventIn(_Someone):
     type: EventType
     event_id: str | None = Id
     session_id: str | None = Id
-    ts: dt.datetime | None = None
+    ts: Timestamp | None = None
     product_id: str | None = Id
     dwell_ms: int | None = Field(None, ge=0, le=86_400_000)
     properties: dict[str, Any] = Field(default_factory=dict)
@@ -111,7 +123,7 @@ class OutcomeIn(BaseModel):
     decision_id: str = Field(min_length=1, max_length=128)
     kind: OutcomeKind
     value: float | None = Field(None, allow_inf_nan=False)
-    ts: dt.datetime | None = None
+    ts: Timestamp | None = None
 
 
 class OutcomeBatch(BaseModel):

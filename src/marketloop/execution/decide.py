@@ -152,6 +152,11 @@ class Decider:
             return decision
         spec = self.offers[offer]
         budget = self.config.budgets.get(request.campaign)
+        if budget is None:  # an unconfigured campaign has no money, not unlimited money
+            reasons.append(f"refused: campaign {request.campaign!r} has no budget in "
+                           "service.budgets; nothing sent")
+            decision.propensity = 1.0
+            return decision
         try:
             channel = await self._select(request, channels, spec, budget, reasons)
         except StateUnavailable as exc:
