@@ -174,6 +174,17 @@ def test_a_body_that_is_not_json_is_422(client, body: bytes, content_type: str |
     assert ok.status_code == 200, ok.text
 
 
+@pytest.mark.parametrize(("body", "field"), [
+    ({"type": "bogus", "customer_id": "c1"}, "type"),
+    ({"type": "product_view", "customer_id": "c1", "dwell_ms": -1}, "dwell_ms"),
+    ({"events": [{"type": "page_view", "customer_id": "c1"}, {"customer_id": "c1"}]},
+     "events.1.type"),
+])
+def test_an_event_error_names_the_field_as_sent(client, body: dict, field: str) -> None:
+    r = client.post("/v1/events", json=body)
+    assert r.status_code == 422 and r.json()["field"] == field, r.text
+
+
 def test_an_oversized_batch_is_413(client) -> None:
     events = [{"type": "page_view", "customer_id": "c1"}] * 1_001
     r = client.post("/v1/events", json={"events": events})

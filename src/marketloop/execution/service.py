@@ -286,7 +286,7 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         err = _relevant(exc.errors(), exc.body)
-        loc = [str(p) for p in err.get("loc", ()) if p != "body" and str(p) not in _MODELS]
+        loc = [str(p) for p in err.get("loc", ()) if p != "body" and not _is_model(str(p))]
         field = ".".join(loc) or None
         if err.get("type") == "json_invalid":
             return _error(request, 400, f"malformed JSON: {err.get('msg')}", None)
@@ -305,6 +305,15 @@ def _errors(app: FastAPI) -> None:
 
 #: Model names pydantic puts in the location of an error inside a union of bodies.
 _MODELS = {"EventBatch", "EventIn", "OutcomeBatch", "OutcomeIn", "DecideIn", "ConsentIn"}
+
+
+def _is_model(part: str) -> bool:
+    """True for a model's name in an error location, bare or as a validator's label.
+
+    A model with an after-validator is labelled ``function-after[_one_id(), EventIn]``.
+    """
+    return part in _MODELS or (part.startswith("function-")
+                               and part.rstrip("]").rsplit(", ", 1)[-1] in _MODELS)
 
 
 def _relevant(errors: Sequence[Any], body: object) -> dict[str, Any]:
