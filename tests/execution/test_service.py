@@ -72,6 +72,11 @@ def test_keys_and_scopes(service) -> None:
     assert ok.status_code == 202 and ok.json()["accepted"] == 1
     assert httpx.post(f"{url}/v1/decide", json=body,
                       headers={"X-API-Key": KEY}).status_code == 200
+    behind_proxy = {"Authorization": "Basic Zm9vOmJhcg==", "X-API-Key": KEY}
+    assert httpx.post(f"{url}/v1/decide", json=body, headers=behind_proxy).status_code == 200
+    both = httpx.post(f"{url}/v1/decide", json=body,
+                      headers={"Authorization": "Bearer nope", "X-API-Key": KEY})
+    assert both.status_code == 401 and "two different API keys" in both.json()["error"]
 
 
 def test_a_long_dwell_gets_an_in_app_offer_with_its_propensity(client) -> None:

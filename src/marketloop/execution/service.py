@@ -114,9 +114,14 @@ def _scope(runtime: Runtime, scope: str):  # noqa: ANN202 - a FastAPI dependency
         # headers read directly: FastAPI's Header() parameters cost ~0.1 ms a request
         token = request.headers.get("x-api-key")
         authorization = request.headers.get("authorization")
-        if authorization is not None:
+        if authorization is not None:  # another scheme (e.g. a proxy's Basic) is not ours
             kind, _, value = authorization.partition(" ")
-            token = value.strip() if kind.lower() == "bearer" else None
+            bearer = value.strip() if kind.lower() == "bearer" else None
+            if bearer and token and bearer != token:
+                raise HTTPException(401, "two different API keys sent (Authorization: Bearer "
+                                    "and X-API-Key); send one", headers={"WWW-Authenticate":
+                                                                         "Bearer"})
+            token = bearer or token
         if not token:
             raise HTTPException(401, "missing API key: send 'Authorization: Bearer KEY' or "
                                 "'X-API-Key: KEY'", headers={"WWW-Authenticate": "Bearer"})
