@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from _cli import marketloop
 
 
@@ -18,3 +20,15 @@ def test_unknown_command_exits_2_without_traceback() -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "No such command" in result.stderr
+
+
+@pytest.mark.parametrize("command", [
+    ["simulate", "--customers", "100", "--days", "10", "--out", "x"],
+    ["demo", "--out", "x"],
+    ["recommend", "evaluate", "x"],
+])
+def test_a_negative_seed_exits_2_naming_the_option(command: list[str], tmp_path) -> None:
+    result = marketloop(*command, "--seed", "-1", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "--seed" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "x").exists()

@@ -19,7 +19,7 @@ def demo(
         int, typer.Option("--customers", min=100, help="Customers to simulate.")
     ] = 20_000,
     days: Annotated[int, typer.Option("--days", min=30, help="Days of history to simulate.")] = 365,
-    seed: Annotated[int, typer.Option("--seed", help="Simulator seed.")] = 7,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=2**32 - 1, help="Simulator seed.")] = 7,
     dirty_rate: Annotated[
         float, typer.Option("--dirty-rate", min=0.0, max=0.5, help="Share of broken export rows.")
     ] = 0.01,

@@ -38,7 +38,9 @@ def evaluate(
     n_bootstrap: Annotated[
         int, typer.Option(help="Bootstrap resamples for the 95% intervals.")
     ] = 200,
-    seed: Annotated[int, typer.Option(help="Seed of folds and resamples.")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, max=2**32 - 1, help="Seed of folds and resamples.")
+    ] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Estimate a candidate policy's value from another policy's log, with every estimator.

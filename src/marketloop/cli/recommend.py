@@ -38,7 +38,8 @@ def evaluate_command(
         str | None,
         typer.Option(help="First test moment, e.g. 2011-09-01 (default: last 20% of rows)."),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the models and the bootstrap.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1,
+                                          help="Seed of the models and the bootstrap.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Split FILE by time, train every model and print the metric table.
