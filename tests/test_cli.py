@@ -32,3 +32,12 @@ def test_a_negative_seed_exits_2_naming_the_option(command: list[str], tmp_path)
     assert result.returncode == 2, result.stderr
     assert "--seed" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_recommend_with_a_cut_that_is_no_date_exits_2(tmp_path) -> None:
+    (tmp_path / "i.csv").write_text("customer_id,product_id,ts\na,b,2020-01-01\na,c,2020-02-01\n")
+    result = marketloop("recommend", "evaluate", "i.csv", "--user-col", "customer_id",
+                        "--item-col", "product_id", "--time-col", "ts", "--cut", "notadate",
+                        "--models", "popularity", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "cut: expected a date" in result.stderr and "Traceback" not in result.stderr

@@ -311,6 +311,7 @@ def test_a_hung_redis_refuses_events_without_stalling_other_requests(tmp_path: P
     (["--config", "missing.toml"], "missing.toml: expected a TOML config file; found nothing"),
     (["--state", "mongodb://x"], "expected 'memory' or a redis:// URL"),
     (["--port", "0"], "--port: expected a port in 1-65535"),
+    (["--log-level", "bogus"], "--log-level: expected one of critical"),
 ])
 def test_serve_refuses_bad_options_with_exit_2(tmp_path: Path, args: list[str],
                                                words: str) -> None:

@@ -38,9 +38,14 @@ def serve(
     Example: MARKETLOOP_API_KEY=dev-key marketloop serve --port 8000
     """
     import uvicorn
+    from uvicorn.config import LOG_LEVELS
 
     from marketloop.execution.config import load_service_config
 
+    if log_level.lower() not in LOG_LEVELS:
+        raise ConfigError(describe("--log-level", f"one of {', '.join(LOG_LEVELS)}",
+                                   repr(log_level)))
+    log_level = log_level.lower()
     if not 1 <= port <= 65_535:
         raise ConfigError(describe("--port", "a port in 1-65535", str(port)))
     if workers < 1:

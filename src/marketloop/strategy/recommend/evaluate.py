@@ -159,7 +159,11 @@ def time_split(interactions: pd.DataFrame, *, cut: str | pd.Timestamp | None = N
     else:
         if cut is None:
             cut = data.ts.quantile(1.0 - test_share)
-        cut = pd.Timestamp(cut)
+        try:
+            cut = pd.Timestamp(cut)
+        except (ValueError, TypeError):
+            raise ConfigError(describe("time_split cut", "a date such as 2011-09-01",
+                                       repr(cut))) from None
         train, test = data[data.ts < cut], data[data.ts >= cut]
     for side, part in (("training (before)", train), ("test (from)", test)):
         if part.empty:
