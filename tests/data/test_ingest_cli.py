@@ -210,3 +210,18 @@ def test_a_run_killed_at_any_moment_leaves_all_or_nothing(tmp_path: Path) -> Non
     assert "none" in outcomes, (
         "no kill landed inside a run: the file is too small to test atomicity"
     )
+
+
+@pytest.mark.parametrize(("files", "words"), [
+    ({"orders": "orders.csv"}, "expected the files it names beside it; found no orders.csv"),
+    (["orders.csv"], "expected 'files' as a map of table to file name"),
+    ({"orders": 5}, "expected 'files' as a map of table to file name"),
+])
+def test_a_folder_whose_manifest_is_wrong_exits_2(tmp_path: Path, files: object,
+                                                 words: str) -> None:
+    shop = tmp_path / "shop"
+    shop.mkdir()
+    (shop / "manifest.json").write_text(json.dumps({"files": files}))
+    result = marketloop("ingest", str(shop), "--warehouse", f"duckdb:///{tmp_path}/w.duckdb")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert words in result.stderr

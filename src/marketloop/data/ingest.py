@@ -184,6 +184,13 @@ def _folder_files(folder: Path) -> list[Path]:
             raise IngestError(
                 describe(str(manifest), "a manifest with a 'files' map", str(exc))
             ) from None
+        if not isinstance(files, dict) or not all(isinstance(n, str) for n in files.values()):
+            raise IngestError(describe(str(manifest), "'files' as a map of table to file name",
+                                       repr(files)[:200]))
+        missing = [n for n in files.values() if not (folder / n).is_file()]
+        if missing:
+            raise IngestError(describe(str(manifest), "the files it names beside it",
+                                       f"no {', '.join(missing)} in {folder}"))
         return [folder / name for name in files.values()]
     found = sorted(
         p
