@@ -33,3 +33,10 @@ def test_bad_option_is_one_line_and_exit_2(tmp_path, args) -> None:
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
     assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("n", ["1", "2"])
+def test_a_shop_of_one_or_two_customers_is_simulated(tmp_path, n: str) -> None:
+    res = _run("--customers", n, "--days", "30", "--out", str(tmp_path / "shop"))
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "shop" / "customers.csv").read_text().count("\n") == int(n) + 1

@@ -52,6 +52,8 @@ def rank_in_group(counts: np.ndarray) -> np.ndarray:
 def grouped_cumsum(x: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Cumulative sum of ``x`` restarted at each group (groups contiguous)."""
     c = np.cumsum(x)
+    if not len(c):  # no items at all (e.g. a tiny shop where nobody bought)
+        return c
     starts = group_starts(counts)
     before = np.where(starts > 0, c[np.maximum(starts - 1, 0)], 0.0)
     return c - np.repeat(before, counts)
