@@ -40,3 +40,10 @@ def test_a_shop_of_one_or_two_customers_is_simulated(tmp_path, n: str) -> None:
     res = _run("--customers", n, "--days", "30", "--out", str(tmp_path / "shop"))
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "shop" / "customers.csv").read_text().count("\n") == int(n) + 1
+
+
+def test_an_out_that_is_a_file_exits_2(tmp_path) -> None:
+    (tmp_path / "orders.csv").write_text("x\n")
+    res = _run("--customers", "10", "--days", "10", "--out", str(tmp_path / "orders.csv"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "--out: expected a folder to write into" in res.stderr

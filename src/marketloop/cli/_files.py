@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from marketloop.exceptions import IngestError, describe
+from marketloop.exceptions import ConfigError, IngestError, describe
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,3 +31,15 @@ def read_frame(path: Path) -> pd.DataFrame:
         raise IngestError(
             describe(str(path), "a CSV (plain or .gz) or Parquet file", first)
         ) from None
+
+
+def output_folder(path: Path, option: str = "--out") -> Path:
+    """``path`` as a folder to write into, created if missing; else a ConfigError."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(describe(option, "a folder to write into", f"the file {path}"))
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(describe(option, "a folder that can be created",
+                                   f"{path} ({exc.strerror or type(exc).__name__})")) from None
+    return path

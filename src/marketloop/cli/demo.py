@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from marketloop.cli._app import app, console, err_console
+from marketloop.cli._files import output_folder
 
 
 @app.command()
@@ -30,6 +31,7 @@ def demo(
     """
     from marketloop.demo import run_demo
 
+    output_folder(out)
     result = run_demo(
         out,
         n_customers=customers,

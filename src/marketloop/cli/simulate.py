@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from marketloop.cli._app import app, console
+from marketloop.cli._files import output_folder
 from marketloop.exceptions import ConfigError, describe
 
 
@@ -60,6 +61,7 @@ def simulate(
     """
     scenarios = list(scenario or [])
     _check(customers, days, dirty_rate, format, start, scenarios)
+    output_folder(out)
     from marketloop.simulate import Market, write_export
 
     market = Market(
