@@ -41,3 +41,17 @@ def test_recommend_with_a_cut_that_is_no_date_exits_2(tmp_path) -> None:
                         "--models", "popularity", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert "cut: expected a date" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("plan", [
+    ["plan", "winback", "--as-of", "2025-03-01"],
+    ["plan", "campaign", "--offers", "o.toml", "--budget", "5", "--scores", "s.csv"],
+])
+def test_a_plan_out_that_is_a_folder_or_has_none_exits_2(plan: list[str], tmp_path) -> None:
+    (tmp_path / "adir").mkdir()
+    for out, words in (("adir", "expected a file name to write"),
+                       ("nodir/plan.csv", "expected a file in an existing folder")):
+        result = marketloop(*plan, "--out", out, cwd=tmp_path)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert words in result.stderr, result.stderr
+    assert not (tmp_path / "nodir").exists()

@@ -43,3 +43,13 @@ def output_folder(path: Path, option: str = "--out") -> Path:
         raise ConfigError(describe(option, "a folder that can be created",
                                    f"{path} ({exc.strerror or type(exc).__name__})")) from None
     return path
+
+
+def output_file(path: Path, option: str = "--out") -> Path:
+    """``path`` as a file to write, in an existing folder; else a ConfigError."""
+    if path.is_dir():
+        raise ConfigError(describe(option, "a file name to write", f"the folder {path}"))
+    if not path.parent.is_dir():
+        raise ConfigError(describe(option, "a file in an existing folder",
+                                   f"no folder {path.parent}"))
+    return path

@@ -10,9 +10,9 @@ import typer
 from rich.table import Table
 
 from marketloop.cli._app import console, err_console
-from marketloop.cli._files import read_frame
+from marketloop.cli._files import output_file, read_frame
 from marketloop.cli.plan import plan_app
-from marketloop.exceptions import ConfigError, IngestError, describe
+from marketloop.exceptions import ConfigError, describe
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,12 +53,10 @@ def campaign(
     """
     from marketloop.strategy.allocate import finite_positive, load_offers, plan_campaign
 
+    output_file(out)
     amount = finite_positive(_amount(budget), where="--budget")
     book = load_offers(offers)
     frame = _scores(scores, model, customers, book)
-    if not out.parent.is_dir():
-        raise IngestError(describe(f"--out {out}", "a file in an existing folder",
-                                   f"no folder {out.parent}"))
     result = plan_campaign(frame, book, budget=amount)
     result.to_csv(out)
     totals = _totals(result, book.currency, out)

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from marketloop.cli._app import WarehouseOption, console, warehouse_url
+from marketloop.cli._files import output_file
 from marketloop.cli.plan import plan_app
 from marketloop.exceptions import ConfigError, SchemaError, describe
 
@@ -41,6 +42,7 @@ def winback(
 
     Example: marketloop plan winback --as-of 2025-12-31 --out winback.csv
     """
+    output_file(out)
     from datetime import datetime
 
     try:  # checked before the heavy imports, so a typo fails fast
@@ -76,7 +78,6 @@ def winback(
         model = load_model(uplift_model)
     plan = plan_winback(paid, interactions, products, customers, as_of=day, size=size,
                         threshold=threshold, idle_days=idle_days, uplift_model=model)
-    out.parent.mkdir(parents=True, exist_ok=True)
     plan.to_csv(out, index=False)
     summary = {"as_of": str(day.date()), "dormant": len(plan), "out": str(out),
                "why": plan["why"].value_counts().to_dict(),
