@@ -46,7 +46,7 @@ def test_four_workers_never_overspend_or_exceed_a_cap(tmp_path: Path, redis_url:
 epsilon = 0.0
 state_timeout_s = 5.0
 warehouse_url = "{pg_url}"
-budgets = {{ {budgeted} = 40.0 }}
+budgets = {{ {budgeted} = 40.0, {capped} = 1000000.0 }}
 limits = {{ per_day = 1, per_week = 3, quiet_start = 0, quiet_end = 0 }}
 """
     customers = [f"{run}-{i}" for i in range(N_CUSTOMERS)]
@@ -66,7 +66,7 @@ limits = {{ per_day = 1, per_week = 3, quiet_start = 0, quiet_end = 0 }}
         assert Counter(d["customer_id"] for d in sent).most_common(1)[0][1] == 1
         refusals = Counter(d["reasons"][-1] for d in first if d["action"] is None)
         assert set(refusals) <= {"refused email: budget exhausted", "refused email: cap per day"}
-        # no budget: the cap of one e-mail a day is the limit; the 20 above already count
+        # an ample budget: the cap of one e-mail a day is the limit; the 20 above count
         second = asyncio.run(_storm(url, customers, capped))
         sent2 = [d for d in second if d["action"] is not None]
         per_customer = Counter(d["customer_id"] for d in first + second
