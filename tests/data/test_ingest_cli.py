@@ -225,3 +225,56 @@ def test_a_folder_whose_manifest_is_wrong_exits_2(tmp_path: Path, files: object,
     result = marketloop("ingest", str(shop), "--warehouse", f"duckdb:///{tmp_path}/w.duckdb")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert words in result.stderr
+
+
+@pytest.mark.parametrize("spelling", ["duckdb://", "duckdb:///", "duckdb:///:memory:"])
+def test_an_in_memory_warehouse_is_refused_because_it_would_keep_nothing(
+    orders_csv: Path, spelling: str
+) -> None:
+    result = marketloop("ingest", str(orders_csv), "--warehouse", spelling)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "an in-memory database that would keep nothing" in result.stderr
+
+
+def test_a_warehouse_url_naming_data_a_folder_or_a_missing_folder_exits_2(
+    tmp_path: Path, orders_csv: Path
+) -> None:
+    before = orders_csv.read_bytes()
+    cases = {
+        f"duckdb:///{orders_csv}": "which is another kind of file",  # DuckDB would open it empty
+        f"duckdb:///{tmp_path}": "found a folder",
+        f"duckdb:///{tmp_path}/typo/w.duckdb": f"found no folder {tmp_path}/typo",
+        f"duckdb:///{tmp_path}/new.csv": "a new file named like data",
+    }
+    for url, message in cases.items():
+        result = marketloop("ingest", str(orders_csv), "--warehouse", url)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, url
+        assert message in result.stderr, (url, result.stderr)
+    assert orders_csv.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["orders.csv"]  # nothing created
+
+
+def test_a_failed_first_run_leaves_no_warehouse_file(tmp_path: Path, orders_csv: Path) -> None:
+    lines = tmp_path / "order_lines.csv.gz"
+    rows = "".join(f"O{i},1,P{i * 7919 % 10007},1,9.99,0\n" for i in range(4000))
+    body = LINES_HEADER + "\n" + rows
+    lines.write_bytes(gzip.compress(body.encode())[:-400])  # no end-of-stream marker
+    db = tmp_path / "w.duckdb"
+    result = marketloop("ingest", str(orders_csv), str(lines), "--warehouse", f"duckdb:///{db}")
+    assert result.returncode == 2, result.stderr
+    assert "a stream that ends early (truncated file)" in result.stderr
+    assert not db.exists() and not Path(f"{db}.wal").exists()
+
+
+def test_a_command_that_reads_the_warehouse_does_not_create_one(tmp_path: Path) -> None:
+    db = tmp_path / "none.duckdb"
+    result = marketloop("experiment", "analyse", "--experiment", "e1",
+                        "--warehouse", f"duckdb:///{db}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "expected an existing warehouse; found no file" in result.stderr
+    assert not db.exists()
+    duckdb.connect(str(db)).close()  # a DuckDB file with no tables in it
+    result = marketloop("experiment", "analyse", "--experiment", "e1",
+                        "--warehouse", f"duckdb:///{db}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "expected tables decisions, outcomes; found decisions, outcomes missing" in result.stderr

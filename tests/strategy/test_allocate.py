@@ -205,6 +205,9 @@ def test_scores_problems_are_schema_errors() -> None:
         offer_values(good.assign(p_control=[0.1, 1.5]), book)
     with pytest.raises(SchemaError, match="one row per customer"):
         offer_values(good.assign(customer_id=["a", "a"]), book)
+    for blank in ("", "  ", None):  # a CSV's empty field reads as "", not as missing
+        with pytest.raises(SchemaError, match="1 rows without one"):
+            offer_values(good.assign(customer_id=["a", blank]), book)
     with pytest.raises(SchemaError, match="'p_treated_mail' or 'p_control'"):
         offer_values(good.drop(columns="p_control"), book)
 

@@ -182,6 +182,16 @@ def test_cli_design() -> None:
     assert json.loads(out.stdout)["per_arm"] == sample_size(0.05, 0.01)
     bad = marketloop("experiment", "design", "--baseline", "0.05", "--mde", "0.01", "--arms", "1")
     assert bad.returncode == 2
+    for sd in ("-1", "0", "nan"):
+        odd = marketloop("experiment", "design", "--baseline", "10", "--mde", "1", "--sd", sd)
+        assert odd.returncode == 2 and "a positive, finite --sd" in odd.stderr, (sd, odd.stdout)
+
+
+def test_a_blank_arm_label_is_no_arm() -> None:
+    with pytest.raises(SchemaError, match="an arm label on every row"):
+        analyse(["control", " ", "b", "b"], [0.0, 1.0, 1.0, 0.0], "control")
+    with pytest.raises(ConfigError, match="a label for every arm"):
+        assign(["c1", "c2"], key="e1", arms={"control": 1.0, "": 1.0})
 
 
 def test_analysis_from_the_warehouse_decisions_and_outcomes(tmp_path: Path) -> None:

@@ -167,4 +167,10 @@ def test_cli_plan_winback_writes_the_plan(tmp_path):
     assert bad.returncode == 2 and bad.stderr.startswith("error: --as-of: expected a date")
     empty = marketloop("plan", "winback", "--as-of", "2026-01-01", "--out", str(out),
                        "--warehouse", f"duckdb:///{tmp_path}/empty.duckdb")
-    assert empty.returncode == 2 and "Load the shop's data" in empty.stderr, empty.stderr
+    assert empty.returncode == 2 and "marketloop ingest" in empty.stderr, empty.stderr
+    assert not (tmp_path / "empty.duckdb").exists()  # a read command creates no warehouse
+    for days in ("-5", "nan", "inf"):
+        odd = marketloop("plan", "winback", "--as-of", "2026-01-01", "--out", str(out),
+                         "--warehouse", url, "--idle-days", days)
+        assert odd.returncode == 2, (days, odd.stdout)
+        assert odd.stderr.startswith("error: --idle-days: expected a number of days"), odd.stderr

@@ -36,8 +36,20 @@ WarehouseOption = Annotated[
 def warehouse_url(url: str | None) -> str:
     """The URL given on the command line, else the settings' (environment or marketloop.toml)."""
     from marketloop.config import load_settings
+    from marketloop.data.warehouse import is_in_memory
+    from marketloop.exceptions import ConfigError, describe
 
-    return url or load_settings().warehouse_url
+    chosen = url or load_settings().warehouse_url
+    if is_in_memory(chosen):
+        raise ConfigError(
+            describe(
+                "--warehouse",
+                "a warehouse that outlives the command (a DuckDB file or PostgreSQL)",
+                f"{chosen!r}, an in-memory database that would keep nothing",
+                "Example: duckdb:///marketloop.duckdb",
+            )
+        )
+    return chosen
 
 
 def fail(message: str) -> typer.Exit:

@@ -52,11 +52,11 @@ def _read(path: Path, fmt: str, sep: str | None, no_header: bool, columns: str |
             names=names,
             dtype=str,
         )
-    except (OSError, ValueError, ImportError) as exc:
+    except (OSError, EOFError, ValueError, ImportError) as exc:  # EOFError: truncated gzip
         if isinstance(exc, SchemaError):
             raise
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        expected = f"a readable {fmt} transaction file"
+        expected = "a readable " + ("" if fmt == "auto" else f"{fmt} ") + "transaction file"
         raise SchemaError(describe(str(path), expected, first)) from None
 
 

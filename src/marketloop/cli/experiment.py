@@ -106,7 +106,7 @@ def analyse(
         from marketloop.data.warehouse import connect
         from marketloop.strategy.experiments import experiment_frame
 
-        con = connect(warehouse_url(warehouse))
+        con = connect(warehouse_url(warehouse), must_exist=True)
         data = experiment_frame(con, experiment, outcome)
         arm, y, pre = data["arm"], data["outcome"].to_numpy(float), None
     import warnings

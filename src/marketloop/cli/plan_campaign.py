@@ -43,7 +43,7 @@ def campaign(
     """Choose for each customer the offer, or nothing, of most expected incremental profit.
 
     Expected incremental profit = uplift x margin x order value - contact cost - P(convert |
-    treated) x redemption cost (docs/allocation.md). The budget bounds the expected spend
+    treated) x redemption cost (docs/uplift.md §3). The budget bounds the expected spend
     (contacts and redemptions); it is never exceeded. Scores come from --scores, or from
     --model applied to --customers. The plan (customer_id, offer, expected_incremental_profit,
     expected_cost, reason) is written atomically to --out.

@@ -49,6 +49,14 @@ def winback(
         datetime.fromisoformat(as_of)
     except ValueError:
         raise ConfigError(describe("--as-of", "a date such as 2025-12-31", repr(as_of))) from None
+    import math
+
+    if not (math.isfinite(idle_days) and idle_days >= 0):
+        raise ConfigError(describe("--idle-days", "a number of days, 0 or more", repr(idle_days)))
+    if not 0.0 <= threshold <= 1.0:
+        raise ConfigError(describe("--threshold", "a probability in [0, 1]", repr(threshold)))
+    if size < 1:
+        raise ConfigError(describe("--size", "at least 1 product per bundle", repr(size)))
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import pandas as pd
 
@@ -57,7 +65,7 @@ def winback(
     from marketloop.strategy.winback import plan_winback
 
     day = pd.Timestamp(as_of)
-    con = connect(warehouse_url(warehouse))
+    con = connect(warehouse_url(warehouse), must_exist=True)
     tables = set(con.list_tables())
     missing = [t for t in ("customers", "products", "orders", "order_lines") if t not in tables]
     if missing:

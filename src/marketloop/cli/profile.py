@@ -38,7 +38,7 @@ def profile(
     moment = parse_as_of(as_of, where="--as-of")  # a bad date fails before connecting
     url = warehouse_url(warehouse)
     started = time.perf_counter()
-    run = write_profiles(connect(url), as_of=moment)
+    run = write_profiles(connect(url, must_exist=True), as_of=moment)
     summary = {
         **run.to_dict(),
         "warehouse": url,

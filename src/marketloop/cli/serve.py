@@ -64,7 +64,7 @@ def serve(
                           f"{os.environ['MARKETLOOP_API_KEY']}", markup=False, soft_wrap=True)
     from marketloop.data.warehouse import connect, ensure_warehouse
 
-    con = connect(checked.warehouse_url or options["warehouse_url"])  # once, before workers
+    con = connect(warehouse_url(checked.warehouse_url or options["warehouse_url"]))  # once
     ensure_warehouse(con)
     con.disconnect()
     os.environ[_ENV] = json.dumps(options)

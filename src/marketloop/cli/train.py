@@ -53,7 +53,8 @@ def train(
     moment = parse_as_of(as_of, where="--as-of")
     url = warehouse_url(warehouse)
     started = time.perf_counter()
-    trained = train_model(connect(url), kind, as_of=moment, horizon_days=horizon_days)
+    con = connect(url, must_exist=True)
+    trained = train_model(con, kind, as_of=moment, horizon_days=horizon_days)
     path = save_model(trained, models_dir)
     summary = {
         "model": kind,
@@ -120,7 +121,7 @@ def predict(
             )
         )
     url = warehouse_url(warehouse)
-    con = connect(url)
+    con = connect(url, must_exist=True)
     started = time.perf_counter()
     runs = []
     for trained in models:

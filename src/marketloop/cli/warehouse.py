@@ -48,10 +48,9 @@ def ingest(
     Example: marketloop ingest shop/ --warehouse duckdb:///shop.duckdb --json
     """
     from marketloop.data.ingest import ingest as run_ingest
-    from marketloop.data.warehouse import connect
+    from marketloop.data.warehouse import discarded_if_failed
 
-    con = connect(warehouse_url(warehouse))
-    with Progress(
+    with discarded_if_failed(warehouse_url(warehouse)) as con, Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
         TimeElapsedColumn(),

@@ -34,7 +34,7 @@ def backend_of(con: BaseBackend) -> Backend:
     return name  # type: ignore[return-value]
 
 
-def connect(url: str | None = None) -> BaseBackend:
+def connect(url: str | None = None, *, must_exist: bool = False) -> BaseBackend:
     """Open the warehouse at ``url``.
 
     Parameters
@@ -43,6 +43,9 @@ def connect(url: str | None = None) -> BaseBackend:
         ``duckdb:///path/to/file.duckdb`` (default ``duckdb:///marketloop.duckdb``),
         ``duckdb://`` for an in-memory warehouse, or ``postgresql://user@host:port/db``
         (``?options=-csearch_path%3Dschema`` selects a schema).
+    must_exist : bool, default=False
+        Refuse a DuckDB file that does not exist yet instead of creating it (commands that
+        only read a warehouse would otherwise leave an empty file behind).
 
     Returns
     -------
@@ -58,17 +61,21 @@ def connect(url: str | None = None) -> BaseBackend:
     scheme = url.split("://", 1)[0] if "://" in url else ""
     try:
         if scheme == "duckdb":
-            path = url[len("duckdb://") :]
-            path = path[1:] if path.startswith("/") and not path.startswith("//") else path
-            path = path or ":memory:"
-            if path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            con = ibis.duckdb.connect(path)
+            file = duckdb_file(url)
+            if file is not None:
+                _check_duckdb_file(url, file)
+                if must_exist and not file.exists():
+                    raise ConfigError(describe(
+                        f"warehouse {url}", "an existing warehouse", f"no file {file}",
+                        "Load data first: marketloop ingest FILE --warehouse " + url))
+            con = ibis.duckdb.connect(":memory:" if file is None else str(file))
             con.raw_sql("SET TimeZone = 'UTC'")
             con.raw_sql("SET enable_progress_bar = false")  # it would write into --json output
             return con
         if scheme in ("postgresql", "postgres"):
             return _connect_postgres(url)
+    except ConfigError:
+        raise
     except (OSError, RuntimeError, ValueError) as exc:
         raise ConfigError(
             describe(f"warehouse {url}", "a warehouse that can be opened", _first_line(exc))
@@ -85,6 +92,85 @@ def connect(url: str | None = None) -> BaseBackend:
             "Example: duckdb:///marketloop.duckdb",
         )
     )
+
+
+def duckdb_file(url: str) -> Path | None:
+    """The database file a ``duckdb://`` URL names; ``None`` for in-memory or another scheme.
+
+    Three slashes start a relative path (``duckdb:///shop.duckdb``), four an absolute one.
+    """
+    if not url.startswith("duckdb://") or is_in_memory(url):
+        return None
+    path = url[len("duckdb://") :]
+    if path.startswith("//"):
+        return Path("/" + path.lstrip("/"))
+    return Path(path.removeprefix("/"))
+
+
+_DUCKDB_MAGIC = b"DUCK"  # bytes 8-12 of every DuckDB database file
+
+
+def is_in_memory(url: str) -> bool:
+    """Whether ``url`` names an in-memory DuckDB warehouse (``duckdb://``, ``duckdb:///:memory:``)."""
+    if not url.startswith("duckdb://"):
+        return False
+    path = url[len("duckdb://") :].lstrip("/")
+    return path in ("", ":memory:")
+
+
+def _check_duckdb_file(url: str, path: Path) -> None:
+    """Refuse a DuckDB path that is a folder, another kind of file, or in a missing folder.
+
+    DuckDB itself opens a path such as ``shop.csv`` as an empty in-memory database, so a
+    command would succeed and keep nothing; a missing folder is most often a typo.
+    """
+    where = f"warehouse {url}"
+    if path.is_dir():
+        raise ConfigError(describe(where, "a DuckDB database file", "a folder", _EXAMPLE))
+    if path.exists():
+        with path.open("rb") as fh:
+            head = fh.read(16)
+        if head and head[8:12] != _DUCKDB_MAGIC:
+            raise ConfigError(
+                describe(where, "a DuckDB database file", f"{path}, which is another kind of file",
+                         "Name a new file, e.g. duckdb:///shop.duckdb, or an existing warehouse.")
+            )
+        return
+    if not path.parent.is_dir():
+        raise ConfigError(
+            describe(where, "a file in an existing folder", f"no folder {path.parent}",
+                     f"Create it first (mkdir -p {path.parent}) or correct the path.")
+        )
+    if path.suffix.lower() in _DATA_SUFFIXES:
+        raise ConfigError(
+            describe(where, "a DuckDB database file", f"a new file named like data ({path.name})",
+                     "Data files are ingested, not opened: marketloop ingest FILE "
+                     "--warehouse duckdb:///shop.duckdb")
+        )
+
+
+_EXAMPLE = "Example: duckdb:///marketloop.duckdb"
+_DATA_SUFFIXES = frozenset({".csv", ".gz", ".parquet", ".jsonl", ".json", ".ndjson", ".txt"})
+
+
+@contextlib.contextmanager
+def discarded_if_failed(url: str) -> Iterator[BaseBackend]:
+    """Open ``url``; remove the DuckDB file if this block created it and then failed.
+
+    A first run that fails (a truncated file, a wrong header) leaves no warehouse behind,
+    rather than an empty one that the next command would take for a loaded shop.
+    """
+    file = duckdb_file(url)
+    fresh = file is not None and not file.exists()
+    con = connect(url)
+    try:
+        yield con
+    except BaseException:
+        if fresh and file is not None:
+            con.disconnect()
+            for leftover in (file, file.with_name(file.name + ".wal")):
+                leftover.unlink(missing_ok=True)
+        raise
 
 
 def _connect_postgres(url: str) -> BaseBackend:
@@ -150,6 +236,16 @@ def check_table(con: BaseBackend, contract: TableContract) -> None:
         contract.names,
         hint="Create a fresh warehouse with `marketloop init` or add the columns.",
     )
+
+
+def require_tables(con: BaseBackend, names: list[str], *, hint: str) -> None:
+    """Raise :class:`SchemaError` unless ``con`` has every table in ``names``."""
+    missing = [n for n in names if n not in set(con.list_tables())]
+    if missing:
+        raise SchemaError(
+            describe("warehouse", f"tables {', '.join(names)}",
+                     f"{', '.join(missing)} missing", hint)
+        )
 
 
 def check_columns(con: BaseBackend, table: str, names: list[str], *, hint: str) -> None:

@@ -18,7 +18,7 @@ Its expected cost against the budget is ``c_o + p_io R_io``. With ``λ = 0`` the
 :func:`allocate` solves the multiple-choice knapsack (at most one offer per customer, total
 expected cost within the budget and optional per-segment limits) greedily over each
 customer's convex hull of options; :func:`plan_campaign` does both steps from a scores
-frame and an offers file. See docs/allocation.md.
+frame and an offers file. See docs/uplift.md §3.
 """
 
 from __future__ import annotations
@@ -324,9 +324,10 @@ def _indexed(frame: pd.DataFrame, *, where: str) -> pd.DataFrame:
         raise SchemaError(describe(where, "a customer_id column or index",
                                    ", ".join(map(str, frame.columns)) or "no columns"))
     ids = frame.index
-    if ids.isna().any():
+    blank = ids.isna() | pd.Series(ids, dtype="string").str.strip().eq("").fillna(True).to_numpy()
+    if blank.any():
         raise SchemaError(describe(f"{where} customer_id", "an id on every row",
-                                   f"{int(ids.isna().sum())} rows without one"))
+                                   f"{int(blank.sum())} rows without one (missing or blank)"))
     if ids.has_duplicates:
         dup = ids[ids.duplicated()].unique()[:3].tolist()
         raise SchemaError(describe(f"{where} customer_id", "one row per customer",

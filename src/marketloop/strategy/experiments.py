@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from marketloop.data.warehouse import require_tables
 from marketloop.exceptions import ConfigError, MarketloopWarning, SchemaError, describe
 
 #: Spellings of a binary outcome (compared case-insensitively, after trimming).
@@ -33,6 +34,9 @@ SRM_P = 0.001
 def _check_weights(arms: Mapping[str, float]) -> dict[str, float]:
     if len(arms) < 2:
         raise ConfigError(describe("experiment arms", "at least two arms", f"{list(arms)}"))
+    if any(not str(k).strip() for k in arms):
+        raise ConfigError(describe("experiment arms", "a label for every arm",
+                                   f"an empty label in {list(arms)}"))
     bad = {k: v for k, v in arms.items() if not (np.isfinite(v) and v > 0)}
     if bad:
         raise ConfigError(describe("experiment arm weights", "positive numbers", str(bad)))
@@ -128,6 +132,11 @@ def sample_size(
             )
         variance = p1 * (1 - p1) + p2 * (1 - p2)
     else:
+        if not (np.isfinite(sd) and sd > 0 and np.isfinite(baseline) and np.isfinite(delta)):
+            raise ConfigError(
+                describe("sample size", "a positive, finite --sd and finite baseline and mde",
+                         f"sd {sd:g}, baseline {baseline:g}, mde {mde:g}")
+            )
         variance = 2 * sd**2
     return int(np.ceil(z**2 * variance / delta**2))
 
@@ -227,6 +236,7 @@ def analyse(
     ExperimentResult
     """
     labels = pd.Series(np.asarray(arm, dtype=object)).astype("string").str.strip()
+    labels = labels.mask(labels.eq(""))  # a blank label is no label
     y = np.asarray(outcome, dtype=float)
     control = str(control).strip()
     present = sorted(labels.dropna().unique().tolist())
@@ -311,6 +321,8 @@ def experiment_frame(con: object, experiment: str, outcome_kind: str) -> pd.Data
         If the experiment has no decisions, a customer was given two arms, or outcomes
         name decisions that were never made (outcomes for customers never assigned).
     """
+    require_tables(con, ["decisions", "outcomes"],  # type: ignore[arg-type]
+                   hint="Log the experiment's decisions first (marketloop serve).")
     decisions = con.table("decisions")
     outcomes = con.table("outcomes")
     ours = decisions.filter(decisions.policy == experiment)

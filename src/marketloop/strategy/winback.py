@@ -61,6 +61,9 @@ def dormant_customers(orders: pd.DataFrame, *, as_of: str | pd.Timestamp,
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(describe("dormant_customers threshold", "a probability in [0, 1]",
                                    repr(threshold)))
+    if not (np.isfinite(idle_days) and idle_days >= 0):
+        raise ConfigError(describe("dormant_customers idle_days", "a number of days, 0 or more",
+                                   repr(idle_days)))
     where = "dormant_customers orders"
     check_frame(orders, required=["customer_id", "ordered_at"], where=where)
     as_of = pd.Timestamp(as_of)
