@@ -106,6 +106,10 @@ def test_email_needs_consent_and_counts_against_the_cap(client) -> None:
             "channels": ["email"]}
     first = _decide(client, **body)
     assert first["action"] is None and "email: no marketing consent" in first["reasons"][-1]
+    for loose in ("yes", 1, "true"):  # consent is given as true, never inferred from text
+        r = client.put(f"/v1/customers/{cid}/consents",
+                       json={"channel": "email", "purpose": "marketing", "granted": loose})
+        assert r.status_code == 422 and r.json()["field"] == "granted", r.text
     r = client.put(f"/v1/customers/{cid}/consents",
                    json={"channel": "email", "purpose": "marketing", "granted": True})
     assert r.status_code == 200
@@ -155,6 +159,12 @@ def test_a_campaign_without_a_budget_gets_nothing(client) -> None:
                    b'"ts": "9999-12-31T23:59:59-01:00"}', 422, "ts"),
     ("/v1/outcomes", b'{"decision_id": "d1", "kind": "click", '
                      b'"ts": "0001-01-01T00:00:00+01:00"}', 422, "ts"),
+    # a customer id in the visitors' key space would share their triggers and caps
+    ("/v1/decide", b'{"customer_id": "anon:v77"}', 422, "not starting with 'anon:'"),
+    ("/v1/events", b'{"type": "page_view", "customer_id": "anon:v77"}', 422, "customer_id"),
+    # no coercion from text: the trigger would count what the decider does not
+    ("/v1/events", b'{"type": "product_view", "customer_id": "c1", "dwell_ms": "40000"}', 422,
+     "dwell_ms"),
 ])
 def test_bad_input_is_a_4xx_naming_the_field(client, path: str, body: bytes, status: int,
                                             words: str) -> None:

@@ -3,9 +3,15 @@ in-app inbox; consent revoked cancels what is queued; nothing is lost across a r
 
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
 import httpx
 import pytest
 from _server import free_port, served
@@ -149,6 +155,56 @@ def test_events_are_refused_not_dropped_when_trigger_state_is_down(tmp_path: Pat
             "type": "product_view", "customer_id": "c", "dwell_ms": 40_000})
         assert r.status_code == 503 and r.headers["retry-after"] == "1"
         assert "trigger state unreachable" in r.json()["error"]
+
+
+@contextmanager
+def _redis_server(port: int, tmp: Path) -> Iterator[subprocess.Popen]:
+    """A redis-server of this test's own on ``port``, which the test may stop and restart."""
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no", "--dir", str(tmp)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert _wait(lambda: _answers(port), timeout=10), "redis-server did not start"
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _answers(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.redis
+def test_a_win_back_refused_in_a_redis_outage_fires_on_the_retry(tmp_path: Path) -> None:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed; `bash scripts/services.sh start` installs it")
+    port = free_port()
+    visit = {"type": "page_view", "customer_id": "wb1", "session_id": "later",
+             "ts": "2026-06-01T10:00:00Z"}
+    with _redis_server(port, tmp_path) as redis_proc, \
+            served(tmp_path, "--state", f"redis://127.0.0.1:{port}/0", key=KEY) as url, \
+            httpx.Client(base_url=url, headers=AUTH, timeout=30) as c:
+        first = {"type": "page_view", "customer_id": "wb1", "session_id": "early",
+                 "ts": "2026-01-02T10:00:00Z"}
+        assert c.post("/v1/events", json=first).status_code == 202
+        redis_proc.terminate()
+        redis_proc.wait(timeout=10)
+        r = c.post("/v1/events", json=visit)  # 150 days later: the win-back's claim fails
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        with _redis_server(port, tmp_path):
+            retry = c.post("/v1/events", json=visit)
+            assert retry.status_code == 202, retry.text
+            fired = retry.json()["fired"]  # or the timer tick, a second later, sent it
+            time.sleep(2.5)
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
+    try:
+        logged = con.sql("select reasons from decisions where customer_id = 'wb1'").fetchall()
+    finally:
+        con.close()
+    assert len(logged) == 1, (fired, logged)
+    assert "return_after" in str(logged[0][0]) or [f["kind"] for f in fired] == ["return_after"]
 
 
 def test_the_channel_the_customer_answers_goes_first(tmp_path: Path) -> None:

@@ -136,6 +136,55 @@ def test_return_after_asks_last_seen_once_per_customer() -> None:
     assert asked == ["old", "v1"]
 
 
+class _Outage(MemoryOnceStore):
+    """The memory store, made unreachable while ``down`` (as Redis is in an outage)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    def claim(self, key: str, ttl_s: float, now: float) -> bool:
+        if self.down:
+            raise ConnectionError("once-store unreachable")
+        return super().claim(key, ttl_s, now)
+
+
+def test_a_fire_found_while_the_store_is_down_goes_out_with_the_retry() -> None:
+    store = _Outage()
+    engine = TriggerEngine(RULES, store)
+    engine.observe(_event("page_view", 0))
+    engine.observe(_event("add_to_cart", 100 * DAY, customer="c2"))
+    store.down = True
+    with pytest.raises(ConnectionError):  # the service answers 503: retry
+        engine.observe(_event("page_view", 100 * DAY))  # the session state has moved on
+    with pytest.raises(ConnectionError):
+        engine.due(now=100 * DAY + 1_800)  # the cart's timer has been popped
+    assert engine.pending == 2
+    store.down = False
+    fired = engine.observe(_event("page_view", 100 * DAY))  # the retry
+    assert sorted(f.key for f in fired) == ["cart_idle:c2:s1", "win_back:c1"]
+    assert engine.pending == 0
+    assert engine.observe(_event("page_view", 100 * DAY + 9)) == []  # once, as before
+
+
+def test_a_fire_won_before_the_store_failed_is_not_lost() -> None:
+    class _FailsSecond(MemoryOnceStore):
+        calls = 0
+
+        def claim(self, key: str, ttl_s: float, now: float) -> bool:
+            self.calls += 1
+            if self.calls == 2:
+                raise ConnectionError("once-store unreachable")
+            return super().claim(key, ttl_s, now)
+
+    engine = TriggerEngine(RULES, _FailsSecond())
+    engine.observe(_event("page_view", 0))
+    with pytest.raises(ConnectionError):  # the win-back is claimed, then the dwell fails
+        engine.observe(_view(100 * DAY))
+    fired = asyncio.run(engine.aobserve(_event("page_view", 100 * DAY + 1)))
+    assert sorted(f.key for f in fired) == ["long_dwell:c1:p1", "win_back:c1"]
+
+
 # -- once stores --------------------------------------------------------------------------
 def test_redis_once_store_fires_once_across_two_engines(redis_url: str) -> None:
     import redis

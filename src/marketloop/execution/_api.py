@@ -26,11 +26,24 @@ def _in_utc(ts: dt.datetime) -> dt.datetime:
 
 Timestamp = Annotated[dt.datetime, AfterValidator(_in_utc)]
 
+#: Visitors are keyed ``anon:ID`` (see :attr:`_Someone.who`), so no customer id may look so.
+ANON_PREFIX = "anon:"
+
+
+def _not_anonymous(customer_id: str | None) -> str | None:
+    if customer_id is not None and customer_id.startswith(ANON_PREFIX):
+        raise ValueError(f"a customer id not starting with {ANON_PREFIX!r} (the prefix names "
+                         "visitors: send it as anonymous_id without the prefix)")
+    return customer_id
+
+
+CustomerId = Annotated[str | None, AfterValidator(_not_anonymous)]
+
 
 class _Someone(BaseModel):
     """A known customer (``customer_id``) or an anonymous visitor (``anonymous_id``)."""
 
-    customer_id: str | None = Id
+    customer_id: CustomerId = Id
     anonymous_id: str | None = Id
 
     @model_validator(mode="after")
@@ -44,7 +57,7 @@ class _Someone(BaseModel):
         """The id decisions are keyed by, and whether the customer is known."""
         if self.customer_id is not None:
             return self.customer_id, True
-        return f"anon:{self.anonymous_id}", False
+        return f"{ANON_PREFIX}{self.anonymous_id}", False
 
 
 class EventIn(_Someone):
@@ -57,7 +70,7 @@ class EventIn(_Someone):
     session_id: str | None = Id
     ts: Timestamp | None = None
     product_id: str | None = Id
-    dwell_ms: int | None = Field(None, ge=0, le=86_400_000)
+    dwell_ms: int | None = Field(None, ge=0, le=86_400_000, strict=True)  # "40000" is refused
     properties: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -139,7 +152,7 @@ class ConsentIn(BaseModel):
 
     channel: ChannelName
     purpose: Literal["marketing", "personalisation"] = "marketing"
-    granted: bool
+    granted: bool = Field(strict=True)  # true or false; "yes" or 1 is refused
     address: str | None = Field(None, min_length=3, max_length=320,
                                 description="E-mail address, phone number or device token.")
 

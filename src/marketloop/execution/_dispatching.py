@@ -17,6 +17,7 @@ from pathlib import Path
 from starlette.concurrency import run_in_threadpool
 
 from marketloop.exceptions import ConfigError, describe
+from marketloop.execution._api import ANON_PREFIX
 from marketloop.execution.channels import (
     Dispatcher,
     InAppProvider,
@@ -145,7 +146,7 @@ class Dispatching:
         while not self._stop.is_set():
             with contextlib.suppress(Exception):  # a Redis outage: try again next second
                 for fire in await self.triggers.adue():
-                    await on_fire(fire, not fire.customer_id.startswith("anon:"))
+                    await on_fire(fire, not fire.customer_id.startswith(ANON_PREFIX))
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), 1.0)
 

@@ -179,10 +179,12 @@ def _routes(app: FastAPI, rt: Runtime) -> None:
         fired: list[tuple[Fire, bool]] = []
         try:
             for event, row in zip(batch, rows, strict=True):
-                who, known = event.who  # visitors as anon:ID, as decisions name them
+                who, _ = event.who  # visitors as anon:ID, as decisions name them
                 seen = {**row, "customer_id": who, "anonymous_id": None,
                         "ts": row["ts"].replace(tzinfo=dt.UTC)}
-                fired += [(f, known) for f in await rt.dispatch.triggers.aobserve(seen)]
+                # a fire held from an earlier outage may be another customer's
+                fired += [(f, not f.customer_id.startswith(_api.ANON_PREFIX))
+                          for f in await rt.dispatch.triggers.aobserve(seen)]
         except Exception as exc:  # the once-store (Redis) is down: refuse, do not drop
             raise HTTPException(503, f"events not accepted: trigger state unreachable "
                                 f"({type(exc).__name__}); retry", headers={"Retry-After": "1"}

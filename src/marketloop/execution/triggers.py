@@ -260,6 +260,9 @@ class TriggerEngine:
         A session with no event for this long is forgotten; keep it above every ``idle_s``.
     max_customers : int, default=1_000_000
         Customers whose last activity is remembered for ``return_after``.
+    max_pending : int, default=10_000
+        Fires held while the once-store is unreachable (oldest dropped first); they go
+        out with the next call that reaches it, so a retried event loses no trigger.
 
     Notes
     -----
@@ -290,6 +293,7 @@ class TriggerEngine:
         max_sessions: int = 100_000,
         session_ttl_s: float = 14_400.0,
         max_customers: int = 1_000_000,
+        max_pending: int = 10_000,
     ) -> None:
         self.rules = tuple(rules)
         for rule in self.rules:
@@ -308,6 +312,8 @@ class TriggerEngine:
         self._timers: list[tuple[float, int, tuple[str, str], CartIdleRule]] = []
         self._seq = 0
         self._lock = threading.Lock()
+        self.max_pending = max_pending
+        self._pending: OrderedDict[str, tuple[Fire, float, bool]] = OrderedDict()
 
     def __len__(self) -> int:
         """Sessions held in memory."""
@@ -329,8 +335,7 @@ class TriggerEngine:
         SchemaError
             If the event has no ``type`` or neither ``customer_id`` nor ``anonymous_id``.
         """
-        return [fire for fire, ttl in self._observe(event)
-                if self.once.claim(fire.key, ttl, fire.ts)]
+        return self._claimed(self._observe(event))
 
     async def aobserve(self, event: Mapping[str, object]) -> list[Fire]:
         """As :meth:`observe`, awaiting the once-store's claims (for an event loop).
@@ -342,21 +347,61 @@ class TriggerEngine:
 
     def due(self, now: float | datetime | None = None) -> list[Fire]:
         """The timer triggers due at ``now``: carts idle for their rule's ``idle_s``."""
-        return [fire for fire, ttl in self._due(now) if self.once.claim(fire.key, ttl, fire.ts)]
+        return self._claimed(self._due(now))
 
     async def adue(self, now: float | datetime | None = None) -> list[Fire]:
         """As :meth:`due`, awaiting the once-store's claims."""
         return await self._aclaimed(self._due(now))
 
-    async def _aclaimed(self, found: list[tuple[Fire, float]]) -> list[Fire]:
-        aclaim = getattr(self.once, "aclaim", None)
-        fires = []
-        for fire, ttl in found:
-            won = (await aclaim(fire.key, ttl, fire.ts) if aclaim is not None
-                   else self.once.claim(fire.key, ttl, fire.ts))
+    # A claim that fails (the store is down) must not lose the fire: the session state has
+    # already moved on (a retried event finds no gap to win back, a popped timer is gone).
+    # The fires not yet claimed, and those won but not yet returned, wait in ``_pending``
+    # and go out with the next call that reaches the store: the retry, or the timer tick.
+    def _claimed(self, found: list[tuple[Fire, float]]) -> list[Fire]:
+        fires, todo = self._take_pending(found)
+        for i, (fire, ttl, won) in enumerate(todo):
+            try:
+                won = won or self.once.claim(fire.key, ttl, fire.ts)
+            except Exception:
+                self._keep_pending([(f, 0.0, True) for f in fires] + todo[i:])
+                raise
             if won:
                 fires.append(fire)
         return fires
+
+    async def _aclaimed(self, found: list[tuple[Fire, float]]) -> list[Fire]:
+        aclaim = getattr(self.once, "aclaim", None)
+        fires, todo = self._take_pending(found)
+        for i, (fire, ttl, won) in enumerate(todo):
+            try:
+                won = won or (await aclaim(fire.key, ttl, fire.ts) if aclaim is not None
+                              else self.once.claim(fire.key, ttl, fire.ts))
+            except Exception:
+                self._keep_pending([(f, 0.0, True) for f in fires] + todo[i:])
+                raise
+            if won:
+                fires.append(fire)
+        return fires
+
+    def _take_pending(self, found: list[tuple[Fire, float]]
+                      ) -> tuple[list[Fire], list[tuple[Fire, float, bool]]]:
+        with self._lock:
+            waiting = list(self._pending.values())
+            self._pending.clear()
+        return [], waiting + [(fire, ttl, False) for fire, ttl in found]
+
+    def _keep_pending(self, todo: list[tuple[Fire, float, bool]]) -> None:
+        with self._lock:
+            for fire, ttl, won in todo:
+                held = self._pending.get(fire.key)
+                self._pending[fire.key] = (fire, ttl, won or (held is not None and held[2]))
+            while len(self._pending) > self.max_pending:
+                self._pending.popitem(last=False)
+
+    @property
+    def pending(self) -> int:
+        """Fires waiting for the once-store to come back."""
+        return len(self._pending)
 
     # The rules find candidates under the lock; the caller claims them after, so a
     # store's round trip is never made with the lock held.
