@@ -82,6 +82,10 @@ class ServiceConfig(BaseModel):
     channels: dict[str, dict] = Field(default_factory=dict, description="Channel providers.")
     outbox: Path = Field(Path("marketloop-outbox.sqlite"), description="Durable outbox file.")
     max_batch: int = Field(1_000, ge=1, le=100_000, description="Most events per request.")
+    max_body_bytes: int = Field(1_048_576, ge=1_024, le=67_108_864,
+                                description="Largest request body; more is 413.")
+    body_timeout_s: float = Field(10.0, gt=0.0, le=300.0, description=(
+        "Longest wait for the next part of a request body; then 408."))
     log_flush_s: float = Field(0.5, gt=0.0, le=60.0)
     log_writer: Literal["process", "thread"] = Field(
         "process", description="Who writes the decision log's batches: a writer process "

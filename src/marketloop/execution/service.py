@@ -24,9 +24,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from marketloop.execution import _api
 from marketloop.execution._dispatching import Dispatching
+from marketloop.execution._guard import RequestGuard
 from marketloop.execution._ids import new_id
 from marketloop.execution._metrics import Metrics
 from marketloop.execution._route import JsonBodyRoute
@@ -101,7 +103,8 @@ def create_app(config: ServiceConfig, *, warehouse_url: str | None = None,
                   description="Events in, decisions out, under consent, caps and budgets.",
                   **_telemetry(config.opentelemetry))
     app.state.runtime = runtime
-    app.add_middleware(_RequestId, metrics=runtime.metrics)
+    app.add_middleware(RequestGuard, metrics=runtime.metrics,
+                       max_body_bytes=config.max_body_bytes, body_timeout_s=config.body_timeout_s)
     _errors(app)
     docs = list(app.router.routes)  # /openapi.json, /docs, /redoc: matched after the API's
     _routes(app, runtime)
@@ -140,7 +143,7 @@ def _routes(app: FastAPI, rt: Runtime) -> None:
     decide_key = Depends(_scope(rt, "decide"))
     admin_key = Depends(_scope(rt, "admin"))
     responses: dict[int | str, dict[str, Any]] = {
-        c: {"model": _api.ErrorOut} for c in (400, 401, 403, 404, 413, 422, 503)}
+        c: {"model": _api.ErrorOut} for c in (400, 401, 403, 404, 408, 413, 422, 503)}
 
     def post(path: str, **options: Any):  # noqa: ANN202 - a decorator
         """``app.post`` for a hot JSON endpoint ``(body, request)``: see ``_route``."""
@@ -300,14 +303,19 @@ def _errors(app: FastAPI) -> None:
         message = f"{field or 'body'}: {err.get('msg')}"
         return _error(request, 422, message, field)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return _error(request, exc.status_code, str(exc.detail), None, exc.headers)
+    @app.exception_handler(StarletteHTTPException)  # also the router's own 404 and 405
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = str(exc.detail)
+        where = f"{request.method} {request.url.path}"
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"{where}: expected a route of this service (see /docs); found none"
+        elif exc.status_code == 405 and message == "Method Not Allowed":
+            allowed = {k.lower(): v for k, v in (exc.headers or {}).items()}.get("allow", "")
+            message = f"{where}: expected method {allowed or 'another method'}"
+        return _error(request, exc.status_code, message, None, exc.headers)
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        return _error(request, 500, f"internal error ({type(exc).__name__}); the request id "
-                      "names it in the service log", None)
+    # an unexpected error is answered by RequestGuard, inside Starlette's outermost
+    # middleware, so that its 500 carries the request id and is logged with it
 
 
 #: Model names pydantic puts in the location of an error inside a union of bodies.
@@ -338,39 +346,6 @@ def _error(request: Request, status: int, message: str, field: str | None,
     rid = getattr(request.state, "request_id", None)
     return JSONResponse({"error": message, "field": field, "request_id": rid}, status_code=status,
                         headers=headers)
-
-
-class _RequestId:
-    """ASGI middleware: an ``X-Request-ID`` on every response; requests counted by route."""
-
-    def __init__(self, app: Any, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        rid = None
-        for name, value in scope.get("headers", ()):
-            if name == b"x-request-id":
-                rid = value.decode("latin-1")[:128]
-        rid = rid or new_id()
-        scope.setdefault("state", {})["request_id"] = rid
-        status = 500
-
-        async def send_with_id(message: dict) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            route = scope.get("route")
-            self.metrics.request(getattr(route, "path", "unmatched"), status)
 
 
 __all__ = ["Runtime", "create_app"]
