@@ -219,17 +219,21 @@ def test_metrics_are_prometheus_text(client) -> None:
 def test_decisions_and_outcomes_land_in_the_warehouse(tmp_path: Path) -> None:
     with served(tmp_path, key=KEY) as url, \
             httpx.Client(base_url=url, headers=AUTH, timeout=30) as c:
-        ids = [_decide(c, customer_id=f"w{i}", context={"dwell_ms": 50_000})["decision_id"]
-               for i in range(20)]
-        r = c.post("/v1/outcomes", json={"outcomes": [
+        answers = [_decide(c, customer_id=f"w{i}", context={"dwell_ms": 50_000})
+                   for i in range(20)]
+        ids = [a["decision_id"] for a in answers]
+        outcomes = {"outcomes": [
             {"decision_id": ids[0], "kind": "conversion", "value": 1.0},
             {"decision_id": ids[1], "kind": "revenue", "value": 42.5,
-             "ts": dt.datetime(2026, 12, 1, tzinfo=dt.UTC).isoformat()}]})
-        assert r.status_code == 202
-        r = c.post("/v1/events", json={"type": "product_view", "customer_id": "w0",
-                                       "product_id": "p1", "dwell_ms": 50_000,
-                                       "session_id": "s1"})
+             "ts": dt.datetime(2026, 12, 1, tzinfo=dt.UTC).isoformat()}]}
+        assert c.post("/v1/outcomes", json=outcomes).status_code == 202
+        view = {"type": "product_view", "customer_id": "w0", "product_id": "p1",
+                "dwell_ms": 50_000, "session_id": "s1", "event_id": "e-w0-1"}
+        r = c.post("/v1/events", json=view)
         fired = r.json()["fired"]  # a long dwell: the dwell trigger decides too
+        time.sleep(1.0)  # the first copies are written; the retries below add nothing
+        assert c.post("/v1/outcomes", json=outcomes).status_code == 202
+        assert c.post("/v1/events", json={"events": [view, view]}).status_code == 202
         assert [f["rule"] for f in fired] == ["long_dwell"]
         ids.append(fired[0]["decision_id"])
     con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
@@ -247,6 +251,18 @@ def test_decisions_and_outcomes_land_in_the_warehouse(tmp_path: Path) -> None:
     assert con.sql("SELECT kind, value FROM outcomes ORDER BY kind").fetchall() == [
         ("conversion", 1.0), ("revenue", 42.5)]
     assert con.sql("SELECT count(*) FROM events").fetchone()[0] == 1
+    con.close()
+    with served(tmp_path, key=KEY) as url, \
+            httpx.Client(base_url=url, headers=AUTH, timeout=30) as c:  # a later run
+        for answer in answers:  # no longer in memory: the warehouse's row, as answered
+            got = c.get(f"/v1/decisions/{answer['decision_id']}")
+            assert got.status_code == 200, got.text
+            body = got.json()
+            assert body["context"] == {"dwell_ms": 50_000}
+            assert {k: body[k] for k in answer if k != "request_id"} == {
+                k: v for k, v in answer.items() if k != "request_id"}
+        missing = c.get("/v1/decisions/d-none")
+        assert missing.status_code == 404 and "found none by that id" in missing.json()["error"]
 
 
 def test_redis_unreachable_answers_nothing_degraded(tmp_path: Path) -> None:

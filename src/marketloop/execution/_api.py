@@ -133,7 +133,7 @@ class OutcomeIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    decision_id: str = Field(min_length=1, max_length=128)
+    decision_id: str = Field(min_length=1, max_length=128, pattern=r"^[^\s\x00-\x1f]+$")
     kind: OutcomeKind
     value: float | None = Field(None, allow_inf_nan=False)
     ts: Timestamp | None = None

@@ -105,7 +105,8 @@ class DecisionLog:
                "reasons": {"reasons": d.reasons, "context": context or {},
                            "campaign": d.campaign, "degraded": d.degraded,
                            "chosen": d.chosen, "chosen_propensity": d.chosen_propensity,
-                           "refused": d.refused}}
+                           "refused": d.refused, "format": d.format,
+                           "product_id": d.product_id, "dispatch": d.dispatch}}
         self._recent[d.decision_id] = (d, context)  # answered as JSON only when looked up
         if len(self._order) == self._order.maxlen:
             self._recent.pop(self._order[0], None)
@@ -137,6 +138,26 @@ class DecisionLog:
             return None
         decision, context = found
         return {**decision.to_json(), "context": context or {}}
+
+    def find(self, decision_id: str) -> dict | None:
+        """A decision from the warehouse's ``decisions`` table, in the answer's shape.
+
+        For decisions no longer among the recent ones (an earlier run of the service, or
+        more than ``keep`` ago); ``None`` if the warehouse has none by that id.
+        """
+        if self.warehouse_url is None:
+            return None
+        found: list[dict] = []
+
+        def work(con: object) -> None:
+            if "decisions" not in set(con.list_tables()):  # type: ignore[attr-defined]
+                return
+            t = con.table("decisions")  # type: ignore[attr-defined]
+            found.extend(t.filter(t.decision_id == decision_id).limit(1).to_pyarrow()
+                         .to_pylist())
+
+        _with_connection(self.warehouse_url, work)
+        return _as_answer(found[0]) if found else None
 
     @property
     def pending(self) -> int:
@@ -176,6 +197,32 @@ class DecisionLog:
                 self._process.close()
                 self._process = None
         write_rows(self.warehouse_url, rows)
+
+
+def _as_answer(row: dict) -> dict:
+    """A ``decisions`` row as ``POST /v1/decide`` answered it (what the row keeps of it)."""
+    extra = row.get("reasons")
+    if isinstance(extra, str):
+        try:
+            extra = json.loads(extra)
+        except ValueError:
+            extra = {"reasons": [extra]}
+    extra = extra if isinstance(extra, dict) else {}
+    ts = row["ts"].replace(tzinfo=dt.UTC).isoformat()
+    offer, _, channel = str(row["action"]).partition("@")
+    action = None if not channel else {
+        "offer": offer, "channel": channel, "format": extra.get("format"),
+        "product_id": extra.get("product_id"), "send_at": ts,
+        "dispatch": extra.get("dispatch") or "caller"}
+    chosen_propensity = extra.get("chosen_propensity")
+    return {"decision_id": row["decision_id"], "customer_id": row["customer_id"], "ts": ts,
+            "policy": row["policy"], "action": action, "propensity": row["propensity"],
+            "reasons": list(extra.get("reasons") or []),
+            "campaign": extra.get("campaign") or "default",
+            "degraded": bool(extra.get("degraded")), "chosen": extra.get("chosen"),
+            "chosen_propensity": (row["propensity"] if chosen_propensity is None
+                                  else chosen_propensity),
+            "context": extra.get("context") or {}}
 
 
 def write_rows(warehouse_url: str, rows: list[tuple[str, dict]]) -> None:
@@ -218,6 +265,28 @@ def _ensure(con: object) -> None:
             raise
 
 
+#: Tables whose rows are kept once per key: a retried request (the same ``event_id``, a
+#: second ``conversion`` of one decision) adds nothing. The first row of a key stays.
+_ONCE = {"events": ["event_id"], "outcomes": ["decision_id", "kind"]}
+
+
+def _new_keys(con: object, table: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame``'s rows whose key is neither repeated before them nor in ``table`` already."""
+    key = _ONCE[table]
+    frame = frame.drop_duplicates(key, keep="first")
+    if frame.empty:
+        return frame
+    stored = con.table(table)  # type: ignore[attr-defined]
+    first = key[0]
+    held = stored.filter(stored[first].isin(frame[first].unique().tolist())).select(key)
+    have = held.to_pandas()
+    if have.empty:
+        return frame
+    seen = pd.MultiIndex.from_frame(have[key].astype(str))
+    mine = pd.MultiIndex.from_frame(frame[key].astype(str))
+    return frame[~mine.isin(seen)]
+
+
 def _insert(con: object, frames: dict[str, pd.DataFrame]) -> None:
     import uuid
 
@@ -235,6 +304,8 @@ def _insert(con: object, frames: dict[str, pd.DataFrame]) -> None:
             if staged:  # the latest consent per key replaces the stored one
                 delete_keys(con, "consents", keys)  # type: ignore[arg-type]
             for table, frame in {**frames, "consents": consents}.items():
+                if table in _ONCE:
+                    frame = _new_keys(con, table, frame)
                 if len(frame):
                     con.insert(table, frame)  # type: ignore[attr-defined]
     finally:

@@ -217,9 +217,16 @@ def _routes(app: FastAPI, rt: Runtime) -> None:
     async def decision(decision_id: str, request: Request) -> dict[str, Any]:
         found = rt.log.lookup(decision_id)
         if found is None:
-            raise HTTPException(404, f"decision {decision_id!r}: not among the "
-                                "service's recent decisions (older ones are in the warehouse's "
-                                "decisions table)")
+            try:
+                found = await run_in_threadpool(rt.log.find, decision_id)
+            except Exception as exc:  # the warehouse is down or held by another process
+                raise HTTPException(503, f"decision {decision_id!r}: not among the recent "
+                                    f"decisions, and the warehouse could not be read "
+                                    f"({type(exc).__name__}); retry",
+                                    headers={"Retry-After": "1"}) from None
+        if found is None:
+            raise HTTPException(404, f"decision {decision_id!r}: expected a decision this "
+                                "service made; found none by that id")
         return {**found, "request_id": request.state.request_id}
 
     @app.put("/v1/customers/{customer_id}/consents", response_model=_api.Accepted,
