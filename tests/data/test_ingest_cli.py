@@ -278,3 +278,83 @@ def test_a_command_that_reads_the_warehouse_does_not_create_one(tmp_path: Path) 
                         "--warehouse", f"duckdb:///{db}")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "expected tables decisions, outcomes; found decisions, outcomes missing" in result.stderr
+
+
+def test_a_folder_skips_readmes_and_hidden_files(tmp_path: Path, orders_csv: Path) -> None:
+    (tmp_path / "README.txt").write_text("Orders exported on Monday.\n")
+    (tmp_path / ".orders.csv.swp.csv").write_text("not,a,table\n")
+    (tmp_path / "~lock.orders.csv").write_text("")
+    db = tmp_path / "w.duckdb"
+    result = marketloop("ingest", str(tmp_path), "--warehouse", f"duckdb:///{db}", "--json")
+    assert result.returncode == 0, result.stderr
+    assert [Path(f["path"]).name for f in json.loads(result.stdout)["files"]] == ["orders.csv"]
+
+
+def test_one_file_under_several_names_is_one_source(tmp_path: Path, orders_csv: Path) -> None:
+    link = tmp_path / "latest.csv"
+    link.symlink_to(orders_csv)
+    db = tmp_path / "w.duckdb"
+    spellings = [str(orders_csv), str(tmp_path / "." / "orders.csv"), str(link)]
+    first = marketloop("ingest", *spellings, "--warehouse", f"duckdb:///{db}", "--json")
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)
+    assert len(report["files"]) == 1 and report["quarantined"] == 1  # the row dated "soon"
+    again = marketloop("ingest", str(link), "--warehouse", f"duckdb:///{db}", "--json")
+    assert json.loads(again.stdout)["quarantined"] == 1
+    counts = table_counts(db)
+    assert counts["quarantine"] == 1 and counts["ingest_runs"] == 2
+
+
+def test_typed_parquet_with_whole_floats_ingests(tmp_path: Path, orders_csv: Path) -> None:
+    import pandas as pd
+
+    # pandas keeps an integer column with a gap as float64: 2.0 is the integer 2
+    lines = pd.DataFrame({"order_id": ["O1", "O2", "O3", "O4"], "line_no": [1, 1, 1, 1],
+                          "product_id": ["P1", "P2", "P3", "P4"],
+                          "quantity": [2.0, float("nan"), 2.5, 3.0],
+                          "unit_price": [9.99, 5.0, 1.0, 10.0], "discount": [0.0] * 4})
+    lines.to_parquet(tmp_path / "order_lines.parquet")
+    db = tmp_path / "w.duckdb"
+    result = marketloop("ingest", str(orders_csv), str(tmp_path / "order_lines.parquet"),
+                        "--warehouse", f"duckdb:///{db}", "--json")
+    assert result.returncode == 0, result.stderr
+    (lines_report,) = [f for f in json.loads(result.stdout)["files"]
+                       if f["table"] == "order_lines"]
+    assert lines_report["accepted"] == 2 and lines_report["quarantined"] == 2
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        assert con.sql("select order_id, quantity from order_lines order by 1").fetchall() == [
+            ("O1", 2), ("O4", 3)]
+        assert sorted(r[0] for r in con.sql("select reason from quarantine").fetchall()) == [
+            "malformed:ordered_at", "malformed:quantity", "missing:quantity"]
+    finally:
+        con.close()
+
+
+def test_online_retail_as_the_spreadsheet_copies_write_it(tmp_path: Path) -> None:
+    path = tmp_path / "Online Retail.csv"
+    path.write_text(
+        "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+        "536365,85123A,WHITE HANGING HEART,6,12/1/2010 8:26,2.55,17850.0,United Kingdom\n"
+        "536365,71053,WHITE METAL LANTERN,6,12/1/2010 8:26,3.39,17850,United Kingdom\n"
+        "536366,22633,HAND WARMER,6,2010-12-01 08:28:00,1.85,17850,United Kingdom\n"
+        "536367,84879,BIRD ORNAMENT,32,13/45/2010 8:34,1.69,13047.0,United Kingdom\n"
+        "536368,84880,ROBIN,1,12/1/2010 18:34:59,1.69,,United Kingdom\n")
+    db = tmp_path / "w.duckdb"
+    result = marketloop("ingest", str(path), "--warehouse", f"duckdb:///{db}", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["reasons"] == {"malformed:InvoiceDate": 1} and report["accepted"] == 4
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        orders = con.sql("select order_id, customer_id, strftime(ordered_at, '%Y-%m-%d %H:%M:%S')"
+                         " from orders order by 1").fetchall()
+        raw = con.sql("select raw from quarantine").fetchone()[0]
+        customers = con.sql("select customer_id from customers").fetchall()
+    finally:
+        con.close()
+    assert orders == [("536365", "17850", "2010-12-01 08:26:00"),
+                      ("536366", "17850", "2010-12-01 08:28:00"),
+                      ("536368", None, "2010-12-01 18:34:59")]
+    assert customers == [("17850",)]  # 17850.0 is the same customer
+    assert json.loads(raw)["InvoiceDate"] == "13/45/2010 8:34"  # kept as written

@@ -365,8 +365,9 @@ def _shift_frame(rejected: object) -> pd.DataFrame:
 def _stage_parquet(scratch: BaseBackend, path: Path, columns: list[str], tag: str) -> Staged:
     try:
         source = scratch.read_parquet(str(path), table_name=f"_ml_src_{tag}", file_row_number=True)
+        schema = source.schema()
         text = source.select(
-            *[source[c].cast("string").name(c) for c in columns],
+            *[_as_text(source[c], schema[c]).name(c) for c in columns],
             _row_no=source.file_row_number + 1,
         )
     except Exception as exc:
@@ -374,6 +375,19 @@ def _stage_parquet(scratch: BaseBackend, path: Path, columns: list[str], tag: st
             describe(str(path), "a readable Parquet file", _first_line(exc))
         ) from None
     return Staged(scratch, text, rejects=_no_rejects(), cleanup=(f"_ml_src_{tag}",))
+
+
+def _as_text(column: ibis.Value, dtype: ibis.DataType) -> ibis.Value:
+    """A typed Parquet column as the text the contracts parse.
+
+    A float that holds a whole number is written without its ``.0``: pandas stores an
+    integer column with a gap as float64 (``2.0``), which an integer field must accept.
+    """
+    if not dtype.is_floating():
+        return column.cast("string")
+    whole = (column == column.round(0)) & (column.abs() < 1e15)
+    return ibis.cases((whole, column.cast("int64").cast("string")),
+                      else_=column.cast("string"))
 
 
 def _stage_jsonl(scratch: BaseBackend, path: Path, columns: list[str], tag: str) -> Staged:

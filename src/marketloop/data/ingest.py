@@ -39,6 +39,9 @@ from marketloop.exceptions import IngestError, describe
 Progress = Callable[[str], None]
 
 SUPPORTED_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq", ".jsonl", ".ndjson", ".json")
+#: What a folder's files must end in to count as data: a ``.txt`` there is most often a
+#: README, so text files are ingested only when named on the command line.
+FOLDER_SUFFIXES = tuple(s for s in SUPPORTED_SUFFIXES if s != ".txt")
 
 
 @dataclass
@@ -162,6 +165,9 @@ def plan_files(paths: Iterable[str | Path], *, format: str = "auto") -> list[_Pl
             files.append(path)
     if not files:
         raise IngestError(describe("ingest", "at least one data file", "none"))
+    # one file is one source however it is named: a symlink, ./x.csv and x.csv, or the same
+    # path given twice (a file's quarantine rows and run record are kept per source)
+    files = list(dict.fromkeys(path.resolve() for path in files))
     plans = []
     for path in files:
         if path.stat().st_size == 0:
@@ -195,7 +201,8 @@ def _folder_files(folder: Path) -> list[Path]:
     found = sorted(
         p
         for p in folder.iterdir()
-        if p.is_file() and any(s in SUPPORTED_SUFFIXES for s in p.suffixes)
+        if p.is_file() and not p.name.startswith((".", "~"))  # hidden, editor's lock files
+        and p.name != "manifest.json" and any(s in FOLDER_SUFFIXES for s in p.suffixes)
     )
     if not found:
         raise IngestError(describe(str(folder), "data files (.csv, .parquet, .jsonl)", "none"))
@@ -305,7 +312,8 @@ def _prepare(
     staged = stage(scratch, plan.path, plan.kind, plan.columns, kinds=kinds)
     tag = uuid.uuid4().hex[:10]
     key = plan.adapter.dedupe_key(plan.contract)
-    checked = validate(staged.rows, plan.contract, checks=plan.adapter.checks)
+    checked = validate(plan.adapter.normalise(staged.rows), plan.contract,
+                       checks=plan.adapter.checks)
     try:
         # the key's hash is computed in the same parallel pass (see _split_repeats)
         stored = scratch.create_table(

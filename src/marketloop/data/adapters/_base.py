@@ -53,6 +53,14 @@ class Adapter:
         """Columns identifying a row within one file: a repeat is a duplicate or a conflict."""
         return contract.key
 
+    def normalise(self, rows: ibis.Table) -> ibis.Table:
+        """The staged text columns rewritten into the contract's spelling, before validation.
+
+        For layouts whose files spell a value in several ways (a date as ``12/1/2010 8:26``);
+        a text that cannot be rewritten is left as it was, so a refused row keeps it.
+        """
+        return rows
+
     def checks(self, values: dict[str, ir.Value]) -> list[tuple[ir.BooleanValue, str]]:
         """Layout-specific rules on the typed values: ``(broken, reason)`` pairs."""
         return []

@@ -59,6 +59,9 @@ SPECIAL_CODES = {
     "PADS": "fee",
 }
 
+#: ``M/D/YYYY H:MM[:SS]``, the date of the data set's spreadsheet export.
+_US_DATE = r"^([0-9]{1,2})/([0-9]{1,2})/([0-9]{4}) ([0-9]{1,2}):([0-9]{2})(?::([0-9]{2}))?$"
+
 ROWS = TableContract(
     "online_retail_lines",
     (
@@ -92,6 +95,27 @@ class OnlineRetailAdapter(Adapter):
 
     def dedupe_key(self, contract: TableContract) -> tuple[str, ...]:
         return COLUMNS  # only an exact repeat of a line is a duplicate
+
+    def normalise(self, rows: ibis.Table) -> ibis.Table:
+        """The spellings of the data set's circulated copies, as the contract reads them.
+
+        - ``InvoiceDate`` as ``12/1/2010 8:26`` (month/day/year, as the spreadsheet
+          export writes it) becomes ``2010-12-01 08:26:00``;
+        - ``CustomerID`` as ``17850.0`` (a spreadsheet's number) becomes ``17850``.
+        """
+        date = rows.InvoiceDate.cast("string").strip()
+        parts = [date.re_extract(_US_DATE, i) for i in range(1, 6)]
+        month, day, year, hour, minute = parts
+        iso = (year + "-" + month.lpad(2, "0") + "-" + day.lpad(2, "0") + " "
+               + hour.lpad(2, "0") + ":" + minute + ":" + date.re_extract(_US_DATE, 6)
+               .nullif("").fill_null("00"))
+        usable = date.re_search(_US_DATE) & iso.try_cast("timestamp").notnull()
+        changes = {"InvoiceDate": ibis.ifelse(usable, iso, rows.InvoiceDate)}
+        if "CustomerID" in rows.columns:
+            cid = rows.CustomerID.cast("string")
+            changes["CustomerID"] = ibis.ifelse(cid.re_search(r"^[0-9]+\.0+$"),
+                                                cid.re_replace(r"\.0+$", ""), cid)
+        return rows.mutate(**changes)
 
     def checks(self, values: dict[str, ir.Value]) -> list[tuple[ir.BooleanValue, str]]:
         invoice, quantity = values["InvoiceNo"], values["Quantity"]
