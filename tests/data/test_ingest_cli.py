@@ -153,6 +153,18 @@ def test_init_creates_every_canonical_table(tmp_path: Path) -> None:
     assert "0 tables created" in marketloop("init", "--warehouse", f"duckdb:///{db}").stdout
 
 
+def test_init_refuses_a_table_whose_columns_have_other_types(tmp_path: Path) -> None:
+    db = tmp_path / "w.duckdb"
+    con = duckdb.connect(str(db))
+    con.sql("create table orders (order_id varchar, customer_id varchar, ordered_at varchar, "
+            "currency varchar, status varchar, amount double)")  # dates as text
+    con.close()
+    result = marketloop("init", "--warehouse", f"duckdb:///{db}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert ("warehouse table orders: expected the contract's column types; found ordered_at "
+            "is string, not timestamp; amount is float64, not decimal(18, 2)") in result.stderr
+
+
 def _big_lines_file(path: Path, n_orders: int) -> None:
     con = duckdb.connect()
     con.sql(f"""

@@ -13,6 +13,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts are plain: "[service]" is a TOML table, not markup
 )
 
 #: Normal output (tables, JSON) goes to stdout; progress and errors to stderr.

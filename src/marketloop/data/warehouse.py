@@ -229,13 +229,31 @@ def init_warehouse(con: BaseBackend) -> list[str]:
 
 
 def check_table(con: BaseBackend, contract: TableContract) -> None:
-    """Raise :class:`SchemaError` unless ``con`` has ``contract``'s table with all its columns."""
-    check_columns(
-        con,
-        contract.name,
-        contract.names,
-        hint="Create a fresh warehouse with `marketloop init` or add the columns.",
-    )
+    """Raise :class:`SchemaError` unless ``con``'s table has the contract's columns and types.
+
+    Types are compared by family (text, integer, decimal, float, timestamp, boolean), so a
+    backend's own spelling (``VARCHAR``, ``TIMESTAMP(6)``) passes.
+    """
+    hint = "Create a fresh warehouse with `marketloop init` or add the columns."
+    check_columns(con, contract.name, contract.names, hint=hint)
+    have = con.table(contract.name).schema()
+    wrong = [f"{c.name} is {have[c.name]}, not {c.ibis_type}" for c in contract.columns
+             if _family(have[c.name]) != _family(ibis.dtype(c.ibis_type))]
+    if wrong:
+        raise SchemaError(describe(f"warehouse table {contract.name}",
+                                   "the contract's column types", "; ".join(wrong),
+                                   "Create a fresh warehouse with `marketloop init`, or "
+                                   "convert the columns."))
+
+
+def _family(dtype: ibis.DataType) -> str:
+    for family, test in (("text", dtype.is_string() or dtype.is_json()),
+                         ("integer", dtype.is_integer()), ("decimal", dtype.is_decimal()),
+                         ("float", dtype.is_floating()), ("timestamp", dtype.is_timestamp()),
+                         ("boolean", dtype.is_boolean())):
+        if test:
+            return family
+    return str(dtype)
 
 
 def require_tables(con: BaseBackend, names: list[str], *, hint: str) -> None:
