@@ -106,6 +106,7 @@ def test_a_client_gone_mid_body_is_counted_499_and_the_service_goes_on(service: 
     ("GET", "/v2/decide", 404, "GET /v2/decide: expected a route of this service"),
     ("DELETE", "/healthz", 405, "DELETE /healthz: expected method GET"),
     ("GET", "/v1/decide", 405, "expected method POST"),
+    ("POST", "/v1/decide/", 404, "POST /v1/decide/: expected a route of this service"),
 ])
 def test_unknown_routes_and_methods_answer_in_the_error_shape(
     service: str, method: str, path: str, status: int, words: str

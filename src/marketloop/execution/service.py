@@ -101,6 +101,7 @@ def create_app(config: ServiceConfig, *, warehouse_url: str | None = None,
 
     app = FastAPI(title="marketloop decision service", version="1", lifespan=lifespan,
                   description="Events in, decisions out, under consent, caps and budgets.",
+                  redirect_slashes=False,  # /v1/decide/ is a 404, not a 307 a POST may not follow
                   **_telemetry(config.opentelemetry))
     app.state.runtime = runtime
     app.add_middleware(RequestGuard, metrics=runtime.metrics,
