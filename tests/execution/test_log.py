@@ -123,3 +123,35 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def _view(i: int) -> tuple[str, dict]:
+    return ("events", {"event_id": f"e{i}", "customer_id": f"c{i}", "anonymous_id": None,
+                       "session_id": "s1", "ts": TS.replace(tzinfo=None), "type": "page_view",
+                       "product_id": None, "dwell_ms": None})
+
+
+def test_stop_writes_every_queued_row_not_one_batch(tmp_path: Path) -> None:
+    log = DecisionLog(f"duckdb:///{tmp_path / 'w.duckdb'}", flush_s=60, writer="thread")
+    log.start()
+    for i in range(5_000):  # more than a batch (2,000), nothing flushed before the stop
+        log.event(_view(i)[1])
+    log.stop()
+    assert log.pending == 0 and log.written == 5_000
+    assert len(_tables(tmp_path / "w.duckdb")["events"]) == 5_000
+
+
+def test_a_row_the_warehouse_refuses_is_set_aside_not_retried_forever(tmp_path: Path) -> None:
+    log = DecisionLog(f"duckdb:///{tmp_path / 'w.duckdb'}", flush_s=60, writer="thread")
+    log.start()
+    for i in range(300):
+        log.event(_view(i)[1])
+    log.event({**_view(300)[1], "dwell_ms": "not a number"})  # the contract says int
+    for i in range(301, 600):
+        log.event(_view(i)[1])
+    log._flush()  # fails: the row stays with its batch
+    assert log.failing and log.pending == 600
+    log._flush()  # fails again: the batch is written in halves, the bad row set aside
+    assert not log.failing and log.pending == 0 and log.rejected == 1
+    log.stop()
+    assert len(_tables(tmp_path / "w.duckdb")["events"]) == 599

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import queue
 import threading
 import time
@@ -28,10 +29,14 @@ from collections import deque
 from collections.abc import Callable
 from typing import Literal
 
+import ibis
 import pandas as pd
 
 from marketloop.execution._log_writer import WriterGone, WriterProcess
 from marketloop.execution.decide import Decision
+
+#: uvicorn's error log: rows lost or set aside are reported there, whole.
+_logger = logging.getLogger("uvicorn.error")
 
 DECISION_COLUMNS = ["decision_id", "customer_id", "ts", "policy", "action", "propensity",
                     "reasons"]
@@ -73,7 +78,9 @@ class DecisionLog:
         self._thread: threading.Thread | None = None
         self.written = 0
         self.errors = 0
+        self.rejected = 0
         self.last_error: str | None = None
+        self._failed = False
 
     def start(self) -> None:
         """Start the writer thread, and the writer process if asked for (idempotent);
@@ -92,7 +99,13 @@ class DecisionLog:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
-        self._flush()
+        while self.pending:  # every queued row, not one batch of them
+            before = self.pending
+            self._flush()
+            if self.pending >= before:  # the warehouse refuses: say what is lost
+                _logger.error("decision log: %d rows not written at shutdown (%s)",
+                              self.pending, self.last_error)
+                break
         if self._process is not None:
             self._process.close()
             self._process = None
@@ -160,6 +173,11 @@ class DecisionLog:
         return _as_answer(found[0]) if found else None
 
     @property
+    def failing(self) -> bool:
+        """Whether the last write failed (its rows wait for the next flush)."""
+        return self._failed
+
+    @property
     def pending(self) -> int:
         """Rows not yet written."""
         return self._queue.qsize() + len(self._carry)
@@ -182,10 +200,44 @@ class DecisionLog:
         try:
             self._write(rows)
             self.written += len(rows)
+            self._failed = False
         except Exception as exc:  # kept for the next flush; reported by /healthz
             self.errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
+            if self._failed:  # the second failure of these rows: one of them may be bad
+                rows = self._set_bad_rows_aside(rows)
+            self._failed = bool(rows)
             self._carry = rows
+
+    def _set_bad_rows_aside(self, rows: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+        """Write ``rows`` in halves down to single rows; the rows the warehouse refuses on
+        their own are set aside (counted in ``rejected`` and logged whole), so one bad row
+        does not hold back every later one. Returns the rows to keep for later: all of
+        them when the warehouse cannot be reached at all."""
+        assert self.warehouse_url is not None
+        try:
+            _with_connection(self.warehouse_url, lambda con: None)
+        except Exception:
+            return rows  # down, not refusing: keep everything
+        bad: list[tuple[str, dict]] = []
+
+        def write(part: list[tuple[str, dict]]) -> None:
+            try:
+                self._write(part)
+                self.written += len(part)
+            except Exception as exc:
+                if len(part) == 1:
+                    bad.append(part[0])
+                    _logger.error("decision log: a %s row the warehouse refuses, set aside "
+                                  "(%s: %s): %s", part[0][0], type(exc).__name__, exc,
+                                  json.dumps(part[0][1], default=str))
+                    return
+                write(part[: len(part) // 2])
+                write(part[len(part) // 2 :])
+
+        write(rows)
+        self.rejected += len(bad)
+        return []
 
     def _write(self, rows: list[tuple[str, dict]]) -> None:
         assert self.warehouse_url is not None
@@ -287,6 +339,15 @@ def _new_keys(con: object, table: str, frame: pd.DataFrame) -> pd.DataFrame:
     return frame[~mine.isin(seen)]
 
 
+def _typed(table: str, frame: pd.DataFrame) -> ibis.Table:
+    """``frame`` typed by the table's contract: a column null in every row keeps its type
+    (PostgreSQL refuses a batch whose column ibis can only call null)."""
+    from marketloop.data.schema import TABLES
+
+    types = TABLES[table].ibis_schema()
+    return ibis.memtable(frame, schema=ibis.schema({c: types[c] for c in frame.columns}))
+
+
 def _insert(con: object, frames: dict[str, pd.DataFrame]) -> None:
     import uuid
 
@@ -307,7 +368,7 @@ def _insert(con: object, frames: dict[str, pd.DataFrame]) -> None:
                 if table in _ONCE:
                     frame = _new_keys(con, table, frame)
                 if len(frame):
-                    con.insert(table, frame)  # type: ignore[attr-defined]
+                    con.insert(table, _typed(table, frame))  # type: ignore[attr-defined]
     finally:
         if staged:
             drop_staging(con, staged)  # type: ignore[arg-type]

@@ -257,11 +257,12 @@ def _routes(app: FastAPI, rt: Runtime) -> None:
     @app.get("/healthz")
     async def healthz(request: Request) -> dict[str, Any]:
         up = await rt.state.ping()
-        return {"status": "ok" if up and rt.log.errors == 0 else "degraded",
+        return {"status": "ok" if up and not rt.log.failing else "degraded",
                 "state": {"kind": rt.state.kind, "reachable": up},
                 "outbox": await run_in_threadpool(rt.dispatch.outbox.counts),
                 "decision_log": {"pending": rt.log.pending, "written": rt.log.written,
-                                 "errors": rt.log.errors, "last_error": rt.log.last_error},
+                                 "errors": rt.log.errors, "rejected": rt.log.rejected,
+                                 "last_error": rt.log.last_error},
                 "policy": rt.decider.policy, "request_id": request.state.request_id}
 
     @app.get("/metrics", response_class=PlainTextResponse)
