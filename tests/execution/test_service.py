@@ -162,6 +162,9 @@ def test_a_campaign_without_a_budget_gets_nothing(client) -> None:
     # a customer id in the visitors' key space would share their triggers and caps
     ("/v1/decide", b'{"customer_id": "anon:v77"}', 422, "not starting with 'anon:'"),
     ("/v1/events", b'{"type": "page_view", "customer_id": "anon:v77"}', 422, "customer_id"),
+    # an event from the future would age every trigger session past its end
+    ("/v1/events", b'{"type": "page_view", "customer_id": "c1", '
+                   b'"ts": "9999-01-01T00:00:00Z"}', 422, "no later than an hour"),
     # no coercion from text: the trigger would count what the decider does not
     ("/v1/events", b'{"type": "product_view", "customer_id": "c1", "dwell_ms": "40000"}', 422,
      "dwell_ms"),
@@ -346,3 +349,26 @@ def test_serve_refuses_bad_options_with_exit_2(tmp_path: Path, args: list[str],
     proc = marketloop("serve", *args, cwd=tmp_path, timeout=60)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert words in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("method", "path", "field"), [
+    ("PUT", "/v1/customers/bad%00id/consents", "path.customer_id"),
+    ("PUT", "/v1/customers/anon:v1/consents", "path.customer_id"),
+    ("PUT", f"/v1/customers/{'c' * 129}/consents", "path.customer_id"),
+    ("GET", "/v1/decisions/%00", "path.decision_id"),
+    ("GET", f"/v1/decisions/{'d' * 129}", "path.decision_id"),
+])
+def test_ids_in_a_path_keep_the_rules_of_ids_in_a_body(client, method: str, path: str,
+                                                       field: str) -> None:
+    r = client.request(method, path, json={"channel": "email", "granted": True})
+    assert r.status_code == 422 and r.json()["field"] == field, r.text
+
+
+def test_the_consent_route_checks_the_key_before_the_body(service) -> None:
+    url, _ = service
+    r = httpx.put(f"{url}/v1/customers/c1/consents", content=b"{",
+                  headers={"content-type": "application/json"})
+    assert r.status_code == 401, r.text
+    r = httpx.put(f"{url}/v1/customers/c1/consents", content=b"{", headers={
+        "content-type": "application/json", **AUTH})
+    assert r.status_code == 400 and r.json()["error"].startswith("malformed JSON"), r.text

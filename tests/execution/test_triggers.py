@@ -167,6 +167,28 @@ def test_a_fire_found_while_the_store_is_down_goes_out_with_the_retry() -> None:
     assert engine.observe(_event("page_view", 100 * DAY + 9)) == []  # once, as before
 
 
+def test_held_fires_do_not_refuse_an_event_that_fires_nothing() -> None:
+    store = _Outage()
+    engine = TriggerEngine(RULES, store)
+    engine.observe(_event("page_view", 0))
+    store.down = True
+    with pytest.raises(ConnectionError):
+        engine.observe(_event("page_view", 100 * DAY))
+    assert engine.observe(_event("page_view", 100 * DAY, customer="c9")) == []  # not refused
+    assert asyncio.run(engine.aobserve(_event("page_view", 100 * DAY, customer="c8"))) == []
+    assert engine.pending == 1
+    store.down = False
+    assert [f.key for f in engine.due(now=100 * DAY + 1)] == ["win_back:c1"]
+
+
+def test_fires_held_by_the_caller_go_out_with_the_next_call() -> None:
+    engine = TriggerEngine(RULES)
+    [won] = engine.observe(_view(0))  # claimed, then the caller failed before acting on it
+    engine.hold([won])
+    assert [f.key for f in engine.observe(_event("page_view", 5, customer="c2"))] == [
+        "long_dwell:c1:p1"]
+
+
 def test_a_fire_won_before_the_store_failed_is_not_lost() -> None:
     class _FailsSecond(MemoryOnceStore):
         calls = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from marketloop.data.schema import EVENT_TYPES
@@ -26,6 +27,21 @@ def _in_utc(ts: dt.datetime) -> dt.datetime:
 
 Timestamp = Annotated[dt.datetime, AfterValidator(_in_utc)]
 
+#: How far ahead of the service's clock an event may be stamped (clients' clocks drift).
+MAX_CLOCK_AHEAD = dt.timedelta(hours=1)
+
+
+def _not_ahead(ts: dt.datetime) -> dt.datetime:
+    """An event time no later than an hour from now: the trigger engine's sessions age by
+    event time, so one event from year 9999 would end every session."""
+    utc = ts.astimezone(dt.UTC) if ts.tzinfo else ts.replace(tzinfo=dt.UTC)
+    if utc > dt.datetime.now(dt.UTC) + MAX_CLOCK_AHEAD:
+        raise ValueError("a time no later than an hour from the service's clock")
+    return ts
+
+
+EventTime = Annotated[dt.datetime, AfterValidator(_in_utc), AfterValidator(_not_ahead)]
+
 #: Visitors are keyed ``anon:ID`` (see :attr:`_Someone.who`), so no customer id may look so.
 ANON_PREFIX = "anon:"
 
@@ -38,6 +54,10 @@ def _not_anonymous(customer_id: str | None) -> str | None:
 
 
 CustomerId = Annotated[str | None, AfterValidator(_not_anonymous)]
+
+#: Ids in a path keep the rules of ids in a body.
+IdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\s\x00-\x1f]+$")]
+CustomerPath = Annotated[IdPath, AfterValidator(_not_anonymous)]
 
 
 class _Someone(BaseModel):
@@ -68,7 +88,7 @@ class EventIn(_Someone):
     type: EventType
     event_id: str | None = Id
     session_id: str | None = Id
-    ts: Timestamp | None = None
+    ts: EventTime | None = None
     product_id: str | None = Id
     dwell_ms: int | None = Field(None, ge=0, le=86_400_000, strict=True)  # "40000" is refused
     properties: dict[str, Any] = Field(default_factory=dict)

@@ -22,6 +22,7 @@ from typing import Annotated, Any
 from fastapi import Body, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import TypeAdapter
 from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -31,7 +32,7 @@ from marketloop.execution._dispatching import Dispatching
 from marketloop.execution._guard import RequestGuard
 from marketloop.execution._ids import new_id
 from marketloop.execution._metrics import Metrics
-from marketloop.execution._route import JsonBodyRoute
+from marketloop.execution._route import JsonBodyRoute, parse_body
 from marketloop.execution._startup import load_consents, load_plan, load_responsiveness
 from marketloop.execution.config import CHANNELS, ApiKey, ServiceConfig
 from marketloop.execution.decide import Decider
@@ -190,6 +191,8 @@ def _routes(app: FastAPI, rt: Runtime) -> None:
                 fired += [(f, not f.customer_id.startswith(_api.ANON_PREFIX))
                           for f in await rt.dispatch.triggers.aobserve(seen)]
         except Exception as exc:  # the once-store (Redis) is down: refuse, do not drop
+            # the batch's earlier fires are claimed: they go out with the retry
+            rt.dispatch.triggers.hold([fire for fire, _ in fired])
             raise HTTPException(503, f"events not accepted: trigger state unreachable "
                                 f"({type(exc).__name__}); retry", headers={"Retry-After": "1"}
                                 ) from None
@@ -215,7 +218,7 @@ def _routes(app: FastAPI, rt: Runtime) -> None:
 
     @app.get("/v1/decisions/{decision_id}", response_model=_api.DecisionOut,
              responses=responses, dependencies=[decide_key])
-    async def decision(decision_id: str, request: Request) -> dict[str, Any]:
+    async def decision(decision_id: _api.IdPath, request: Request) -> dict[str, Any]:
         found = rt.log.lookup(decision_id)
         if found is None:
             try:
@@ -230,10 +233,16 @@ def _routes(app: FastAPI, rt: Runtime) -> None:
                                 "service made; found none by that id")
         return {**found, "request_id": request.state.request_id}
 
+    consent_in: TypeAdapter[_api.ConsentIn] = TypeAdapter(_api.ConsentIn)
+
     @app.put("/v1/customers/{customer_id}/consents", response_model=_api.Accepted,
-             responses=responses, dependencies=[admin_key])
-    async def consent(customer_id: str, body: _api.ConsentIn, request: Request
-                      ) -> dict[str, Any]:
+             responses=responses, dependencies=[admin_key], openapi_extra={"requestBody": {
+                 "required": True, "content": {"application/json": {
+                     "schema": _api.ConsentIn.model_json_schema()}}}})
+    async def consent(customer_id: _api.CustomerPath, request: Request) -> dict[str, Any]:
+        # the body is read here, after the key's check, as on the POST routes (a body
+        # parameter would be parsed by FastAPI before any dependency)
+        body = parse_body(consent_in, await request.body(), request.headers.get("content-type"))
         try:
             await rt.state.set_consent(customer_id, body.channel, body.purpose, body.granted)
             if body.address is not None:
@@ -249,7 +258,7 @@ def _routes(app: FastAPI, rt: Runtime) -> None:
 
     @app.get("/v1/customers/{customer_id}/inbox", responses=responses,
              dependencies=[decide_key])
-    async def inbox(customer_id: str, request: Request) -> dict[str, Any]:
+    async def inbox(customer_id: _api.IdPath, request: Request) -> dict[str, Any]:  # anon: too
         messages = [m.to_dict() for m in rt.dispatch.inbox(customer_id)]
         return {"customer_id": customer_id, "messages": messages,
                 "request_id": request.state.request_id}

@@ -357,13 +357,19 @@ class TriggerEngine:
     # already moved on (a retried event finds no gap to win back, a popped timer is gone).
     # The fires not yet claimed, and those won but not yet returned, wait in ``_pending``
     # and go out with the next call that reaches the store: the retry, or the timer tick.
+    # A held fire whose claim fails again stays held without failing the call: an event
+    # that fires nothing of its own is not refused for another customer's trigger.
     def _claimed(self, found: list[tuple[Fire, float]]) -> list[Fire]:
-        fires, todo = self._take_pending(found)
-        for i, (fire, ttl, won) in enumerate(todo):
+        def claim(fire: Fire, ttl: float) -> bool:
+            return self.once.claim(fire.key, ttl, fire.ts)
+
+        fires = self._claim_pending_sync(claim)
+        for i, (fire, ttl) in enumerate(found):
             try:
-                won = won or self.once.claim(fire.key, ttl, fire.ts)
+                won = claim(fire, ttl)
             except Exception:
-                self._keep_pending([(f, 0.0, True) for f in fires] + todo[i:])
+                self._keep_pending([(f, 0.0, True) for f in fires]
+                                   + [(f, t, False) for f, t in found[i:]])
                 raise
             if won:
                 fires.append(fire)
@@ -371,24 +377,56 @@ class TriggerEngine:
 
     async def _aclaimed(self, found: list[tuple[Fire, float]]) -> list[Fire]:
         aclaim = getattr(self.once, "aclaim", None)
-        fires, todo = self._take_pending(found)
-        for i, (fire, ttl, won) in enumerate(todo):
+
+        async def claim(fire: Fire, ttl: float) -> bool:
+            if aclaim is not None:
+                return bool(await aclaim(fire.key, ttl, fire.ts))
+            return self.once.claim(fire.key, ttl, fire.ts)
+
+        fires: list[Fire] = []
+        waiting = self._take_pending()
+        for i, (fire, ttl, won) in enumerate(waiting):  # an outage's fires: never raise here
             try:
-                won = won or (await aclaim(fire.key, ttl, fire.ts) if aclaim is not None
-                              else self.once.claim(fire.key, ttl, fire.ts))
+                won = won or await claim(fire, ttl)
             except Exception:
-                self._keep_pending([(f, 0.0, True) for f in fires] + todo[i:])
+                self._keep_pending(waiting[i:])
+                break
+            if won:
+                fires.append(fire)
+        for i, (fire, ttl) in enumerate(found):
+            try:
+                won = await claim(fire, ttl)
+            except Exception:
+                self._keep_pending([(f, 0.0, True) for f in fires]
+                                   + [(f, t, False) for f, t in found[i:]])
                 raise
             if won:
                 fires.append(fire)
         return fires
 
-    def _take_pending(self, found: list[tuple[Fire, float]]
-                      ) -> tuple[list[Fire], list[tuple[Fire, float, bool]]]:
+    def _claim_pending_sync(self, claim: Callable[[Fire, float], bool]) -> list[Fire]:
+        fires: list[Fire] = []
+        waiting = self._take_pending()
+        for i, (fire, ttl, won) in enumerate(waiting):
+            try:
+                won = won or claim(fire, ttl)
+            except Exception:
+                self._keep_pending(waiting[i:])
+                break
+            if won:
+                fires.append(fire)
+        return fires
+
+    def hold(self, fires: Sequence[Fire]) -> None:
+        """Keep fires already claimed but not acted on (the caller failed before it could):
+        they go out with the next call, as a claim that failed would."""
+        self._keep_pending([(fire, 0.0, True) for fire in fires])
+
+    def _take_pending(self) -> list[tuple[Fire, float, bool]]:
         with self._lock:
             waiting = list(self._pending.values())
             self._pending.clear()
-        return [], waiting + [(fire, ttl, False) for fire, ttl in found]
+        return waiting
 
     def _keep_pending(self, todo: list[tuple[Fire, float, bool]]) -> None:
         with self._lock:
