@@ -104,7 +104,7 @@ def test_a_client_gone_mid_body_is_counted_499_and_the_service_goes_on(service: 
 
 @pytest.mark.parametrize(("method", "path", "status", "words"), [
     ("GET", "/v2/decide", 404, "GET /v2/decide: expected a route of this service"),
-    ("DELETE", "/healthz", 405, "DELETE /healthz: expected method GET"),
+    ("DELETE", "/healthz", 405, "DELETE /healthz: expected method GET, HEAD"),
     ("GET", "/v1/decide", 405, "expected method POST"),
     ("POST", "/v1/decide/", 404, "POST /v1/decide/: expected a route of this service"),
 ])
@@ -169,3 +169,12 @@ def test_the_limits_are_checked_in_the_config(tmp_path: Path) -> None:
     (tmp_path / "s.toml").write_text("[service]\nmax_body_bytes = 10\n")
     proc = marketloop("serve", "--config", str(tmp_path / "s.toml"), cwd=tmp_path, timeout=60)
     assert proc.returncode == 2 and "max_body_bytes" in proc.stderr, proc.stderr
+
+
+def test_a_request_id_that_is_not_printable_ascii_is_replaced(service: str) -> None:
+    r = httpx.get(f"{service}/healthz", headers={"X-Request-ID": "caf\u00e9 42".encode()})
+    assert r.status_code == 200 and r.headers["x-request-id"].isalnum()
+    assert len(r.headers["x-request-id"]) == 32
+    assert httpx.get(f"{service}/healthz", headers={"X-Request-ID": "a" * 129}
+                     ).headers["x-request-id"] != "a" * 129
+    assert httpx.head(f"{service}/healthz").status_code == 200  # load balancers' probes

@@ -341,14 +341,27 @@ def test_a_hung_redis_refuses_events_without_stalling_other_requests(tmp_path: P
     (["--state", "mongodb://x"], "expected 'memory' or a redis:// URL"),
     (["--port", "0"], "--port: expected a port in 1-65535"),
     (["--log-level", "bogus"], "--log-level: expected one of critical"),
+    (["--state", "redis://127.0.0.1:6379/x"], "whose path is a database number"),
+    (["--config", "."], ".: expected a TOML config file; found a folder"),
+    (["--config", "TOML:service = 3"], "expected a [service] table; found service = 3"),
+    (["--config", 'TOML:[service]\noutbox = "service.toml/o.sqlite"'],
+     "field 'outbox': expected a file in a folder that exists or can be made"),
+    (["--config", 'TOML:[[service.triggers]]\nkind = "bogus"'], "triggers[0].kind: expected"),
+    (["--config", 'TOML:[service.channels.email]\nkind = "pigeon"'],
+     "service.channels.email.kind: expected 'smtp' or 'webhook'"),
+    (["--config", 'TOML:[service]\nplan = "none.csv"'], "plan none.csv: expected a plan CSV"),
 ])
 def test_serve_refuses_bad_options_with_exit_2(tmp_path: Path, args: list[str],
                                                words: str) -> None:
     from _cli import marketloop
 
+    if args[1].startswith("TOML:"):
+        (tmp_path / "service.toml").write_text(args[1].removeprefix("TOML:") + "\n")
+        args = [args[0], "service.toml"]
     proc = marketloop("serve", *args, cwd=tmp_path, timeout=60)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert words in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr  # no banner before it
 
 
 @pytest.mark.parametrize(("method", "path", "field"), [

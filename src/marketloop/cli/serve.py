@@ -50,9 +50,15 @@ def serve(
         raise ConfigError(describe("--port", "a port in 1-65535", str(port)))
     if workers < 1:
         raise ConfigError(describe("--workers", "at least 1", str(workers)))
-    options = {"config": None if config is None else str(config), "state": state,
-               "warehouse_url": warehouse_url(warehouse)}
     checked = load_service_config(config, state=state)  # a bad config stops here, exit 2
+    # --warehouse wins over the config's warehouse_url, as --state wins over its state
+    options = {"config": None if config is None else str(config), "state": state,
+               "warehouse_url": warehouse_url(warehouse or checked.warehouse_url)}
+    from marketloop.execution._dispatching import check_dispatch_config
+    from marketloop.execution._startup import load_plan
+
+    check_dispatch_config(checked)  # triggers, channels, outbox: before the banner
+    load_plan(checked.plan)
     if workers > 1 and checked.state == "memory":
         raise ConfigError(describe(
             "--workers", "--state redis://... when more than one worker serves",
@@ -64,7 +70,7 @@ def serve(
                           f"{os.environ['MARKETLOOP_API_KEY']}", markup=False, soft_wrap=True)
     from marketloop.data.warehouse import connect, ensure_warehouse
 
-    con = connect(warehouse_url(checked.warehouse_url or options["warehouse_url"]))  # once
+    con = connect(options["warehouse_url"])  # once, before the workers start
     ensure_warehouse(con)
     con.disconnect()
     os.environ[_ENV] = json.dumps(options)
@@ -83,4 +89,4 @@ def app_factory():  # noqa: ANN201 - a FastAPI app, built in each worker process
 
     options = json.loads(os.environ.get(_ENV, "{}"))
     config = load_service_config(options.get("config"), state=options.get("state"))
-    return create_app(config, warehouse_url=config.warehouse_url or options.get("warehouse_url"))
+    return create_app(config, warehouse_url=options.get("warehouse_url") or config.warehouse_url)

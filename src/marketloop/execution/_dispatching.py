@@ -67,13 +67,40 @@ def build_providers(channels: Mapping[str, Mapping[str, object]], inbox: Path
     return providers
 
 
+def check_dispatch_config(config: ServiceConfig) -> None:
+    """Raise :class:`ConfigError` now for what a worker would refuse at start: the outbox's
+    path, the trigger rules and the channel providers (nothing is opened or sent)."""
+    _outbox_path(config)
+    if config.triggers:
+        load_triggers(config.triggers)
+    for provider in build_providers(config.channels, Path(":memory:")).values():
+        close = getattr(provider, "close", None)
+        if callable(close):
+            close()
+
+
+def _outbox_path(config: ServiceConfig) -> Path:
+    path = Path(config.outbox)
+    if path.is_dir():
+        raise ConfigError(describe("service config, field 'outbox'", "a file for the outbox",
+                                   f"the folder {path}"))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        file_in_path = isinstance(exc, FileExistsError | NotADirectoryError)
+        why = "a part of the path is a file" if file_in_path else exc.strerror or str(exc)
+        raise ConfigError(describe("service config, field 'outbox'",
+                                   "a file in a folder that exists or can be made",
+                                   f"{path} ({why})")) from None
+    return path
+
+
 class Dispatching:
     """Outbox, providers, dispatcher and triggers of one service process."""
 
     def __init__(self, config: ServiceConfig, state: State) -> None:
         self.state = state
-        self.outbox_path = Path(config.outbox)
-        self.outbox_path.parent.mkdir(parents=True, exist_ok=True)
+        self.outbox_path = _outbox_path(config)
         self._outbox: Outbox | None = None
         inbox = self.outbox_path.with_name(self.outbox_path.stem + "-inapp.sqlite")
         self.providers = build_providers(config.channels, inbox)

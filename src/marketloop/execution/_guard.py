@@ -3,11 +3,13 @@
 :class:`RequestGuard` runs inside Starlette's outermost error middleware, so what it sends
 carries the request id:
 
-- every response has an ``X-Request-ID`` (the caller's, up to 128 characters, or a new one);
+- every response has an ``X-Request-ID`` (the caller's, if 1-128 printable ASCII
+  characters, or a new one);
 - a body over ``max_body_bytes`` is a 413, said before reading it when ``Content-Length``
   tells; a body that stops arriving for ``body_timeout_s`` is a 408; both close the
   connection (the rest of the body is never read);
-- a client that goes away mid-body is counted as status 499 and logged in one line;
+- a client that goes away mid-body is counted as status 499 and logged in one line (at
+  ``info`` level: ``marketloop serve --log-level info`` shows it);
 - an unexpected error is a 500 with the error shape, logged with its request id and
   traceback, and the connection stays usable.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Any
 
 from fastapi import HTTPException
@@ -26,6 +29,9 @@ from marketloop.execution._metrics import Metrics
 
 #: uvicorn's own error log: its handlers and --log-level apply.
 log = logging.getLogger("uvicorn.error")
+
+#: A caller's request id is used when it is 1-128 printable ASCII characters, else a new one.
+_PRINTABLE = re.compile(rb"[\x21-\x7e]{1,128}")
 
 #: The status nginx and others count a request under when the client closed it first.
 CLIENT_CLOSED = 499
@@ -75,8 +81,8 @@ class RequestGuard:
             return
         rid, declared = None, None
         for name, value in scope.get("headers", ()):
-            if name == b"x-request-id":
-                rid = value.decode("latin-1")[:128]
+            if name == b"x-request-id" and _PRINTABLE.fullmatch(value):
+                rid = value.decode("ascii")
             elif name == b"content-length":
                 declared = value
         rid = rid or new_id()

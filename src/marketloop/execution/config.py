@@ -100,6 +100,19 @@ class ServiceConfig(BaseModel):
     def _state_url(cls, value: str) -> str:
         if value != "memory" and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"expected 'memory' or a redis:// URL; found {value!r}")
+        if value.startswith(("redis://", "rediss://")):
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(value)
+            db = parts.path.strip("/")
+            try:
+                parts.port  # noqa: B018 - raises on a port that is not a number
+            except ValueError:
+                raise ValueError(f"expected a redis:// URL with a numeric port; found "
+                                 f"{value!r}") from None
+            if db and not db.isdigit():
+                raise ValueError(f"expected a redis:// URL whose path is a database number "
+                                 f"(redis://host:6379/0); found {value!r}")
         return value
 
     @field_validator("budgets")
@@ -135,12 +148,16 @@ def load_service_config(path: str | Path | None = None, **overrides: object) -> 
         where = str(path)
         p = Path(path)
         if not p.is_file():
-            raise ConfigError(describe(where, "a TOML config file", "nothing at that path"))
+            raise ConfigError(describe(where, "a TOML config file",
+                                       "a folder" if p.is_dir() else "nothing at that path"))
         try:
             raw = tomllib.loads(p.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(describe(where, "a readable TOML file", str(exc))) from None
-        data = dict(raw.get("service", raw))
+        table = raw.get("service", raw)
+        if not isinstance(table, dict):
+            raise ConfigError(describe(where, "a [service] table", f"service = {table!r}"[:80]))
+        data = dict(table)
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return ServiceConfig.model_validate(data)

@@ -263,7 +263,7 @@ def _routes(app: FastAPI, rt: Runtime) -> None:
         return {"customer_id": customer_id, "messages": messages,
                 "request_id": request.state.request_id}
 
-    @app.get("/healthz")
+    @app.api_route("/healthz", methods=["GET", "HEAD"])  # HEAD: load balancers' probes
     async def healthz(request: Request) -> dict[str, Any]:
         up = await rt.state.ping()
         return {"status": "ok" if up and not rt.log.failing else "degraded",
@@ -329,6 +329,7 @@ def _errors(app: FastAPI) -> None:
             message = f"{where}: expected a route of this service (see /docs); found none"
         elif exc.status_code == 405 and message == "Method Not Allowed":
             allowed = {k.lower(): v for k, v in (exc.headers or {}).items()}.get("allow", "")
+            allowed = ", ".join(sorted(m.strip() for m in allowed.split(",") if m.strip()))
             message = f"{where}: expected method {allowed or 'another method'}"
         return _error(request, exc.status_code, message, None, exc.headers)
 
