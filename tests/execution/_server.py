@@ -27,8 +27,9 @@ def served(tmp: Path, *args: str, key: str = "test-key-0123456789",
            ready: str = "/healthz") -> Iterator[str]:
     """Yield the base URL of a running service once ``ready`` answers 200; SIGTERM on exit."""
     port = free_port()
-    cmd = [sys.executable, "-m", "marketloop", "serve", "--port", str(port),
-           "--warehouse", f"duckdb:///{tmp / 'warehouse.duckdb'}", *args]
+    cmd = [sys.executable, "-m", "marketloop", "serve", "--port", str(port), *args]
+    if config is None or "warehouse_url" not in config:  # --warehouse wins over the config
+        cmd += ["--warehouse", f"duckdb:///{tmp / 'warehouse.duckdb'}"]
     if config is not None:
         path = tmp / "service.toml"
         path.write_text(config, encoding="utf-8")
