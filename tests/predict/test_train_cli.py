@@ -134,6 +134,43 @@ def test_predict_without_a_trained_model_says_to_train(shop, tmp_path) -> None:
     assert len(lines) == 1 and "marketloop train" in lines[0]
 
 
+@pytest.mark.parametrize(("damage", "words"), [
+    ("empty pickle", "the pickled churn model its .json names; found EOFError"),
+    ("clv pickle", "expected a churn model; found a dict"),
+    ("list json", "(kind, as_of, version, file); found list"),
+    ("garbage json", "a model's metadata saved by `marketloop train`"),
+    ("bad as_of", "as_of: expected an ISO time; found 'bad'"),
+])
+def test_a_damaged_model_file_exits_2_naming_it(shop, trained, tmp_path, damage: str,
+                                                 words: str) -> None:
+    import shutil
+
+    _, url = shop
+    models, versions = trained
+    folder = tmp_path / "models"
+    folder.mkdir()
+    stem = f"churn-{TRAIN_AS_OF}-{versions['churn']}"
+    for suffix in (".json", ".pkl"):
+        shutil.copy(models / f"{stem}{suffix}", folder / f"{stem}{suffix}")
+    meta_path, pickle_path = folder / f"{stem}.json", folder / f"{stem}.pkl"
+    meta = json.loads(meta_path.read_text())
+    if damage == "empty pickle":
+        pickle_path.write_bytes(b"")
+    elif damage == "clv pickle":
+        shutil.copy(models / f"clv-{TRAIN_AS_OF}-{versions['clv']}.pkl", pickle_path)
+    elif damage == "list json":
+        meta_path.write_text("[]")
+    elif damage == "garbage json":
+        meta_path.write_text("garbage")
+    else:
+        meta_path.write_text(json.dumps({**meta, "as_of": "bad"}))
+    result = marketloop("predict", "--as-of", PREDICT_AS_OF, "--warehouse", url,
+                        "--models-dir", str(folder))
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0] and str(folder) in lines[0], lines
+
+
 def test_train_refuses_a_label_window_beyond_the_data(shop, tmp_path) -> None:
     _, url = shop
     result = marketloop("train", "churn", "--as-of", "2026-06-01", "--warehouse", url,

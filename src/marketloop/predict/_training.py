@@ -272,30 +272,85 @@ def save_model(trained: TrainedModel, models_dir: str | Path) -> Path:
 
 
 def load_model(json_path: str | Path) -> TrainedModel:
-    """The model described by a saved ``.json`` (its pickle lies beside it)."""
+    """The model described by a saved ``.json`` (its pickle lies beside it).
+
+    Raises
+    ------
+    ConfigError
+        If the metadata or the pickle is missing, damaged, or holds another kind of model.
+    """
     path = Path(json_path)
+    expected = "a model saved by `marketloop train`"
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-        model = pickle.loads((path.parent / meta["file"]).read_bytes())  # noqa: S301 - ours
-    except (OSError, ValueError, KeyError, pickle.UnpicklingError) as exc:
-        raise ConfigError(describe(str(path), "a model saved by `marketloop train`",
-                                   str(exc))) from None
-    return TrainedModel(meta["kind"], datetime.fromisoformat(meta["as_of"]), meta["version"],
-                        model, meta)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(describe(str(path), expected, _first_line(exc))) from None
+    kind, as_of = _meta_fields(path, meta)
+    pickled = path.parent / str(meta["file"])
+    try:
+        model = pickle.loads(pickled.read_bytes())  # noqa: S301 - our own files
+    except Exception as exc:  # truncated (EOFError), damaged, or of another version
+        raise ConfigError(describe(str(pickled), f"the pickled {kind} model its .json names",
+                                   f"{type(exc).__name__}: {_first_line(exc)}",
+                                   "Train it again with `marketloop train`.")) from None
+    if not _is_kind(kind, model):
+        raise ConfigError(describe(str(pickled), f"a {kind} model",
+                                   f"a {type(model).__name__}",
+                                   "Train it again with `marketloop train`."))
+    return TrainedModel(kind, as_of, str(meta["version"]), model, meta)
+
+
+def _meta_fields(path: Path, meta: object) -> tuple[str, datetime]:
+    """The kind and training time of a model's metadata, checked."""
+    expected = "a model saved by `marketloop train` (kind, as_of, version, file)"
+    if not isinstance(meta, dict) or not {"kind", "as_of", "version", "file"} <= set(meta):
+        found = sorted(meta) if isinstance(meta, dict) else type(meta).__name__
+        raise ConfigError(describe(str(path), expected, f"{found}"))
+    if meta["kind"] not in KINDS:
+        raise ConfigError(describe(str(path), f"a kind of {', '.join(KINDS)}",
+                                   repr(meta["kind"])))
+    try:
+        as_of = datetime.fromisoformat(str(meta["as_of"]))
+    except ValueError:
+        raise ConfigError(describe(f"{path} as_of", "an ISO time",
+                                   repr(meta["as_of"]))) from None
+    if as_of.tzinfo is not None:  # training times are naive UTC
+        as_of = as_of.astimezone(UTC).replace(tzinfo=None)
+    return str(meta["kind"]), as_of
+
+
+def _is_kind(kind: str, model: object) -> bool:
+    if kind == "clv":
+        return isinstance(model, dict) and {"bgnbd", "gamma_gamma"} <= set(model)
+    needs = ("predict", "expected_days", "horizon_days") if kind == "next-purchase" else (
+        "predict",)
+    return not isinstance(model, dict) and all(hasattr(model, n) for n in needs)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def latest_model(models_dir: str | Path, kind: str, *, as_of: datetime) -> TrainedModel | None:
-    """The saved model of ``kind`` with the latest training ``as_of`` at or before ``as_of``."""
+    """The saved model of ``kind`` with the latest training ``as_of`` at or before ``as_of``.
+
+    A metadata file that cannot be read is an error, not skipped: an older model would be
+    used in its place without a word.
+    """
     folder = Path(models_dir)
-    best: tuple[str, str, Path] | None = None
+    best: tuple[datetime, str, Path] | None = None
     for path in sorted(folder.glob(f"{kind}-*.json")) if folder.is_dir() else []:
         try:
             meta = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError) as exc:
+            raise ConfigError(describe(str(path), "a model's metadata saved by `marketloop "
+                                       "train`", _first_line(exc),
+                                       "Remove the file or train again.")) from None
+        found_kind, trained_at = _meta_fields(path, meta)
+        if found_kind != kind or trained_at > as_of:
             continue
-        if meta.get("kind") != kind or datetime.fromisoformat(meta["as_of"]) > as_of:
-            continue
-        key = (meta["as_of"], meta.get("created_at", ""), path)
+        key = (trained_at, str(meta.get("created_at", "")), path)
         if best is None or key[:2] > best[:2]:
             best = key
     return None if best is None else load_model(best[2])
