@@ -171,6 +171,19 @@ def test_a_damaged_model_file_exits_2_naming_it(shop, trained, tmp_path, damage:
     assert len(lines) == 1 and words in lines[0] and str(folder) in lines[0], lines
 
 
+def test_train_refuses_too_few_customers_to_calibrate(tmp_path) -> None:
+    data = Market(n_customers=15, n_days=30, random_state=5).simulate()
+    write_export(data, tmp_path / "export")
+    url = f"duckdb:///{tmp_path}/tiny.duckdb"
+    assert marketloop("ingest", str(tmp_path / "export"), "--warehouse", url).returncode == 0
+    for kind in ("churn", "next-purchase"):
+        result = marketloop("train", kind, "--as-of", "2025-01-31", "--horizon-days", "14",
+                            "--warehouse", url, "--models-dir", str(tmp_path / "m"))
+        assert result.returncode == 2, result.stderr
+        assert "customers of each outcome" in result.stderr and "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("m/*.pkl"))
+
+
 def test_train_refuses_a_label_window_beyond_the_data(shop, tmp_path) -> None:
     _, url = shop
     result = marketloop("train", "churn", "--as-of", "2026-06-01", "--warehouse", url,

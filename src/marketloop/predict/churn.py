@@ -68,6 +68,27 @@ def _labels(y: pd.Series, index: pd.Index, where: str, name: str) -> np.ndarray:
     return values.astype("int64")
 
 
+
+#: Fewest customers of each outcome a fit accepts, beyond one per calibration fold: fewer
+#: and the calibrated probabilities rest on a handful of customers.
+MIN_PER_CLASS = 10
+
+
+def _check_enough(labels: object, n_splits: int, where: str, label: str) -> None:
+    """Refuse a fit with too few customers of either outcome for its calibration folds."""
+    labels = pd.Series(np.asarray(labels)).astype(bool)
+    counts = labels.value_counts()
+    fewest = int(counts.min()) if len(counts) == 2 else 0
+    need = max(n_splits, MIN_PER_CLASS)
+    if fewest < need:
+        found = ", ".join(f"{int(counts.get(v, 0))} with {label} {'yes' if v else 'no'}"
+                          for v in (True, False))
+        raise SchemaError(describe(
+            where, f"at least {need} customers of each outcome ({label} or not) to fit and "
+            f"calibrate", f"{len(labels)} customers: {found}",
+            "Load more history, choose a later as-of, or a longer horizon."))
+
+
 class _BoostedClassifier(BaseEstimator):
     """Shared fit/predict of a calibrated LightGBM classifier on profile features."""
 
@@ -120,6 +141,7 @@ class _BoostedClassifier(BaseEstimator):
         self._check_params()
         X = self._frame(profiles, self._features(), "fit").sort_index()
         labels = _labels(y, X.index, f"{type(self).__name__}.fit", self._label)
+        _check_enough(labels, self.n_splits, f"{type(self).__name__}.fit", self._label)
         folds = StratifiedKFold(
             n_splits=self.n_splits,
             shuffle=True,
