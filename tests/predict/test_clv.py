@@ -252,6 +252,21 @@ def test_summary_rejects_unparseable_dates() -> None:
                                                   "2024-03-01"]), calibration_end="2024-02-01")
 
 
+def test_summary_reads_times_with_offsets_beside_other_spellings() -> None:
+    msg = "found 1 unparseable value(s), first 'yesterday' (row 2)."
+    with pytest.raises(SchemaError, match=re.escape(msg)):  # was a TypeError on assignment
+        summary_from_transactions(_tx(ordered_at=["2024-01-01T08:00:00Z", "yesterday",
+                                                  "2024-01-05T08:00:00Z", "2024-03-01"]),
+                                  calibration_end="2024-02-01")
+    mixed = summary_from_transactions(
+        _tx(ordered_at=["2024-01-01T23:30:00-02:00", "1/3/2024 10:00", "2024-01-05",
+                        "2024-03-01T00:00:00Z"]), calibration_end="2024-02-01")
+    plain = summary_from_transactions(
+        _tx(ordered_at=["2024-01-02", "2024-01-03", "2024-01-05", "2024-03-01"]),
+        calibration_end="2024-02-01")
+    pd.testing.assert_frame_equal(mixed, plain)  # 23:30 at -02:00 is the 2nd in UTC
+
+
 def test_summary_rejects_negative_amounts() -> None:
     msg = ("transactions column 'amount': expected amounts >= 0; found 1 negative value(s), "
            "first -7.5 (row 4).")

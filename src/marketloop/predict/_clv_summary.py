@@ -26,10 +26,14 @@ def _parse_dates(values: pd.Series, *, column: str, date_format: str | None) -> 
         parsed = values
     else:
         text = values.astype("string").str.strip()
-        parsed = pd.to_datetime(text, format=date_format or "ISO8601", errors="coerce")
+        # utc=True: a time with an offset and one without parse to the same dtype (a naive
+        # time is read as UTC), so the retry below can be assigned into the first pass
+        parsed = pd.to_datetime(text, format=date_format or "ISO8601", errors="coerce",
+                                utc=True)
         retry = parsed.isna() & text.notna()
         if date_format is None and retry.any():  # not ISO 8601: let pandas guess per value
-            parsed[retry] = pd.to_datetime(text[retry], format="mixed", errors="coerce")
+            parsed[retry] = pd.to_datetime(text[retry], format="mixed", errors="coerce",
+                                           utc=True)
     bad = parsed.isna().to_numpy()
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
