@@ -270,6 +270,10 @@ def test_cli_plan_campaign_writes_a_plan_within_budget(campaign_files, tmp_path:
     (["--offers", "MISSING"], "nothing at that path"),
     (["--scores", "NOCOL"], "uplift_fixed5 missing"),
     (["--scores", "NONE"], "--scores FILE, or --model MODEL with --customers FILE"),
+    (["--scores", "HEADER"], "expected at least one customer row; found only a header"),
+    (["--scores", "PSUM"], "expected a probability in [0, 1] (within 0.05) for every"),
+    (["--out", "plan.parquet"], "plan file: expected a name ending in .csv or .csv.gz"),
+    (["--out", "/proc/plan.csv"], "plan file /proc/plan.csv: expected a folder that can be"),
 ])
 def test_cli_plan_campaign_bad_input_exits_2(campaign_files, tmp_path: Path,
                                               change: list[str], message: str) -> None:
@@ -280,7 +284,12 @@ def test_cli_plan_campaign_bad_input_exits_2(campaign_files, tmp_path: Path,
     neg.write_text(OFFERS_TOML.replace("contact_cost = 0.05", "contact_cost = -0.05", 1))
     nocol = tmp_path / "nocol.csv"
     pd.read_csv(scores).drop(columns="uplift_fixed5").to_csv(nocol, index=False)
-    files = {"BAD": bad, "NEG": neg, "MISSING": tmp_path / "missing.toml", "NOCOL": nocol}
+    header = tmp_path / "header.csv"
+    pd.read_csv(scores).head(0).to_csv(header, index=False)
+    psum = tmp_path / "psum.csv"
+    pd.read_csv(scores).assign(p_control=0.99, uplift_pct10=0.5).to_csv(psum, index=False)
+    files = {"BAD": bad, "NEG": neg, "MISSING": tmp_path / "missing.toml", "NOCOL": nocol,
+             "HEADER": header, "PSUM": psum, "plan.parquet": tmp_path / "plan.parquet"}
     args = {"--offers": str(offers), "--budget": "100", "--scores": str(scores),
             "--out": str(tmp_path / "plan.csv")}
     key, value = change
@@ -293,7 +302,7 @@ def test_cli_plan_campaign_bad_input_exits_2(campaign_files, tmp_path: Path,
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "plan.csv").exists()
+    assert not (tmp_path / "plan.csv").exists() and not (tmp_path / "plan.parquet").exists()
 
 
 def test_cli_plan_campaign_from_a_saved_uplift_model(tmp_path: Path) -> None:

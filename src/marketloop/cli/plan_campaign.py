@@ -51,9 +51,15 @@ def campaign(
     Example: marketloop plan campaign --offers offers.toml --budget 5000 --scores scores.csv
     --out plan.csv
     """
-    from marketloop.strategy.allocate import finite_positive, load_offers, plan_campaign
+    from marketloop.strategy.allocate import (
+        check_plan_name,
+        finite_positive,
+        load_offers,
+        plan_campaign,
+    )
 
     output_file(out)
+    check_plan_name(out)
     amount = finite_positive(_amount(budget), where="--budget")
     book = load_offers(offers)
     frame = _scores(scores, model, customers, book)

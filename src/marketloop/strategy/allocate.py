@@ -34,7 +34,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from marketloop.exceptions import MarketloopWarning, SchemaError, describe
+from marketloop.exceptions import ConfigError, MarketloopWarning, SchemaError, describe
 from marketloop.strategy import _mckp
 from marketloop.strategy._offers import (
     Offer,
@@ -116,18 +116,50 @@ class Allocation:
         return out.sort_values("customers", ascending=False)
 
     def to_csv(self, path: str | Path) -> Path:
-        """Write the plan (``PLAN_COLUMNS``) atomically: a reader never sees half a file."""
-        path = Path(path)
+        """Write the plan (``PLAN_COLUMNS``) atomically: a reader never sees half a file.
+
+        A name ending in ``.gz`` is written gzip-compressed; other names than ``.csv`` and
+        ``.csv.gz`` are refused (the plan is a CSV file).
+
+        Raises
+        ------
+        ConfigError
+            If the name is not a CSV's or the folder cannot be written.
+        """
+        path = check_plan_name(path)
+        gz = path.name.lower().endswith(".gz")
         frame = self.plan.reset_index()[list(PLAN_COLUMNS)]
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-                frame.to_csv(handle, index=False, float_format="%.4f", lineterminator="\n")
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+        except OSError as exc:
+            raise ConfigError(describe(f"plan file {path}", "a folder that can be written",
+                                       exc.strerror or str(exc))) from None
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                frame.to_csv(handle, index=False, float_format="%.4f", lineterminator="\n",
+                             encoding="utf-8", compression="gzip" if gz else None)
             os.replace(tmp, path)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise ConfigError(describe(f"plan file {path}", "a file that can be written",
+                                       exc.strerror or str(exc))) from None
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         return path
+
+
+#: How far p_control + uplift may fall outside [0, 1] before the scores are refused.
+P_SLACK = 0.05
+
+
+def check_plan_name(path: str | Path) -> Path:
+    """``path`` if it names a CSV file (``.csv`` or ``.csv.gz``), else a ConfigError."""
+    path = Path(path)
+    if not path.name.lower().endswith((".csv", ".csv.gz")):
+        raise ConfigError(describe("plan file", "a name ending in .csv or .csv.gz (the plan "
+                                   "is a CSV file)", path.name))
+    return path
 
 
 def offer_values(scores: pd.DataFrame, offers: OfferBook) -> OfferValues:
@@ -323,6 +355,9 @@ def _indexed(frame: pd.DataFrame, *, where: str) -> pd.DataFrame:
     elif frame.index.name != "customer_id":
         raise SchemaError(describe(where, "a customer_id column or index",
                                    ", ".join(map(str, frame.columns)) or "no columns"))
+    if frame.empty:
+        raise SchemaError(describe(where, "at least one customer row", "only a header",
+                                   "Give the file its customers' rows."))
     ids = frame.index
     blank = ids.isna() | pd.Series(ids, dtype="string").str.strip().eq("").fillna(True).to_numpy()
     if blank.any():
@@ -360,7 +395,17 @@ def _p_treated(frame: pd.DataFrame, offer: Offer, uplift: pd.Series) -> pd.Serie
     if name in frame.columns:
         return _column(frame, name, low=0.0, high=1.0)
     if "p_control" in frame.columns:
-        return (_column(frame, "p_control", low=0.0, high=1.0) + uplift).clip(0.0, 1.0)
+        p1 = _column(frame, "p_control", low=0.0, high=1.0) + uplift
+        # an estimate's noise may cross 0 or 1 by a little (clipped); by more, the two
+        # columns are not on one scale
+        off = p1[(p1 < -P_SLACK) | (p1 > 1 + P_SLACK)]
+        if len(off):
+            raise SchemaError(describe(
+                f"scores p_control + uplift_{offer.name}", f"a probability in [0, 1] (within "
+                f"{P_SLACK}) for every customer", f"{len(off):,} outside it, e.g. {off.index[0]}: "
+                f"{float(off.iloc[0]):.4g}", "Check that the uplift and p_control columns are "
+                "on the same scale (probabilities, not percentages)."))
+        return p1.clip(0.0, 1.0)
     raise SchemaError(describe(
         "scores", f"a column {name!r} or 'p_control'", "neither",
         "The discount is paid on every redeemed order, so its cost needs P(convert | treated)."))
