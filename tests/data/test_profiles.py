@@ -342,3 +342,13 @@ def test_cli_writes_and_replaces_profiles(shop, tmp_path: Path):
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0
     assert "--as-of" in bad.stderr and "2025-13-01" in bad.stderr
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01", "9999-12-31", "1989-12-31T23:00:00"])
+def test_an_as_of_outside_the_warehouse_range_of_times_is_refused(moment: str) -> None:
+    from marketloop.data.profiles import parse_as_of
+    from marketloop.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="expected a time in the years 1990-2100"):
+        parse_as_of(moment, where="--as-of")
+    assert parse_as_of("2025-04-01T00:00:00+02:00").isoformat() == "2025-03-31T22:00:00"

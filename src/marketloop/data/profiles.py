@@ -26,6 +26,7 @@ from marketloop.data._profile_features import (
     text_block,
 )
 from marketloop.data._profile_store import write_profiles
+from marketloop.data.schema import MAX_YEAR, MIN_YEAR
 from marketloop.exceptions import ConfigError, SchemaError, describe
 
 __all__ = [
@@ -80,6 +81,9 @@ def parse_as_of(as_of: datetime | date | str, *, where: str = "as_of") -> dateti
         )
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
+    if not MIN_YEAR <= moment.year <= MAX_YEAR:  # no order in the warehouse lies outside
+        raise ConfigError(describe(where, f"a time in the years {MIN_YEAR}-{MAX_YEAR} (the "
+                                   "warehouse's range of times)", moment.isoformat()))
     return moment
 
 
