@@ -17,9 +17,12 @@ def demo(
         Path, typer.Option("--out", help="Folder for the export, warehouse and report.")
     ] = Path("demo-out"),
     customers: Annotated[
-        int, typer.Option("--customers", min=100, help="Customers to simulate.")
+        int, typer.Option("--customers", min=1000, help="Customers to simulate (at least 1,000: "
+                          "the uplift stage needs buyers in every arm).")
     ] = 20_000,
-    days: Annotated[int, typer.Option("--days", min=30, help="Days of history to simulate.")] = 365,
+    days: Annotated[int, typer.Option(
+        "--days", min=120, help="Days of history to simulate (at least 120: the CLV "
+        "check holds out the last 13 weeks).")] = 365,
     seed: Annotated[int, typer.Option("--seed", min=0, max=2**32 - 1, help="Simulator seed.")] = 7,
     dirty_rate: Annotated[
         float, typer.Option("--dirty-rate", min=0.0, max=0.5, help="Share of broken export rows.")

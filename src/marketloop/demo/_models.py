@@ -56,7 +56,9 @@ def model_stages(con: BaseBackend, truth: pd.DataFrame, *, as_of: pd.Timestamp) 
     )
     tx = paid.filter(paid.ordered_at < as_of.to_pydatetime()).to_pandas()
     tx["amount"] = tx["amount"].astype(float)
-    last_day = as_of - pd.Timedelta(days=1)
+    # the last day with data: a small shop's last order may come days before the period ends
+    last_day = min(as_of - pd.Timedelta(days=1),
+                   pd.Timestamp(tx["ordered_at"].max()).tz_localize(None).floor("D"))
 
     # CLV, calibrated 13 weeks before the end and checked on those 13 weeks
     cal_end = last_day - pd.Timedelta(weeks=HOLDOUT_WEEKS)
