@@ -261,3 +261,17 @@ def test_cli_evaluates_a_saved_contextual_policy(logged, tmp_path: Path) -> None
     truth = float((policy.action_probabilities(x) * _mu(x)).sum(1).mean())
     dr = result["estimates"]["dr"]
     assert dr["ci"][0] <= truth <= dr["ci"][1], (dr, truth)
+
+
+def test_context_columns_are_numbers_in_every_row_or_not_features(tmp_path: Path) -> None:
+    from marketloop.exceptions import SchemaError
+
+    frame = pd.DataFrame({"action": [0, 1, 0, 1], "reward": [1, 0, 0, 1],
+                          "propensity": [0.5] * 4, "x1": [0.1, 0.2, 0.3, 0.4],
+                          "customer_id": ["a", "b", "c", "d"]})
+    frame.to_csv(tmp_path / "ok.csv", index=False)
+    assert read_log(tmp_path / "ok.csv").context.shape == (4, 1)  # the id is no feature
+    for value, shown in (("zz", "'zz'"), ("", "a blank")):
+        frame.assign(x1=[0.1, value, 0.3, 0.4]).to_csv(tmp_path / "bad.csv", index=False)
+        with pytest.raises(SchemaError, match=f"context column x1: .* found {shown} on row 2"):
+            read_log(tmp_path / "bad.csv")  # was: the column dropped, or the blank made 0

@@ -168,7 +168,7 @@ def _check_propensity(p: np.ndarray, frame: pd.DataFrame, source: str, column: s
                 f"{source} column {column}",
                 "a probability in (0, 1] for every logged action (zero means the logging "
                 "policy could not have chosen it)",
-                f"{p[bad[0]]!r} on {_rows(bad, frame)}",
+                f"{_shown(p[bad[0]])} on {_rows(bad, frame)}",
             )
         )
 
@@ -193,18 +193,49 @@ def _from_decisions(frame: pd.DataFrame, source: str) -> BanditLog:
     if "position" in frame.columns:
         position = _actions(frame, "position", source)
     rest = frame.drop(columns=[*DECISIONS_COLUMNS, "position"], errors="ignore")
-    context = rest.select_dtypes("number").to_numpy(dtype=float)
+    context = _context(rest, frame, source)
     return BanditLog(
         action,
         reward,
         propensity,
         position,
-        np.nan_to_num(context),
+        context,
         None,
         int(action.max()) + 1 if len(action) else 0,
         int(position.max()) + 1 if len(position) else 1,
         source,
     )
+
+
+def _context(rest: pd.DataFrame, frame: pd.DataFrame, source: str) -> np.ndarray:
+    """The context features: every other column that holds numbers.
+
+    A column with no number in it (an id, a timestamp) is not a feature; a column of numbers
+    with a blank or a word in it is refused, naming the rows, rather than dropped or zeroed.
+    """
+    columns = []
+    for name in rest.columns:
+        values = pd.to_numeric(rest[name], errors="coerce")
+        numeric = values.notna() & np.isfinite(values.fillna(0).to_numpy(dtype=float))
+        if not numeric.any():
+            continue
+        bad = np.flatnonzero(~numeric.to_numpy())
+        if bad.size:
+            raise SchemaError(describe(
+                f"{source} context column {name}", "a finite number in every row (the "
+                "policies read every column of numbers as a feature)",
+                f"{_shown(rest[name].iloc[bad[0]])} on {_rows(bad, frame)}",
+                "Fill or drop the rows, or drop the column."))
+        columns.append(values.to_numpy(dtype=float))
+    return np.column_stack(columns) if columns else np.zeros((len(rest), 0))
+
+
+def _shown(value: object) -> str:
+    """A cell for a message: ``'zz'``, ``inf``, ``a blank`` (not ``np.float64(nan)``)."""
+    if pd.isna(value):
+        return "a blank"
+    item = getattr(value, "item", None)
+    return repr(item() if callable(item) else value)
 
 
 def _from_obd(frame: pd.DataFrame, source: str) -> BanditLog:
