@@ -256,3 +256,14 @@ def test_analysis_from_the_warehouse_decisions_and_outcomes(tmp_path: Path) -> N
         "experiment", "analyse", "--experiment", "exp1", "--control", "control", "--warehouse", url
     )
     assert out.returncode == 2 and "unknown decisions" in out.stderr, out.stderr
+
+
+def test_a_planned_arm_with_no_units_and_two_sources_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "exp.csv"
+    pd.DataFrame({"arm": ["control", "a"] * 50, "y": [0, 1] * 50}).to_csv(path, index=False)
+    out = marketloop("experiment", "analyse", str(path), "--outcome-col", "y",
+                     "--weights", "control=1,a=1,zz=1")
+    assert out.returncode == 2 and "planned arms with no units: ['zz']" in out.stderr, out.stderr
+    out = marketloop("experiment", "analyse", str(path), "--outcome-col", "y",
+                     "--experiment", "e1")
+    assert out.returncode == 2 and "a FILE, or --experiment KEY" in out.stderr, out.stderr

@@ -88,6 +88,9 @@ def analyse(
     from marketloop.strategy.experiments import parse_outcome
 
     planned = _weights(weights)
+    if file is not None and (experiment is not None or warehouse is not None):
+        raise ConfigError(describe("experiment analyse", "a FILE, or --experiment KEY with "
+                                   "the warehouse", "both (the file would be used alone)"))
     if file is not None:
         frame = read_frame(file)
         for col in [arm_col, outcome_col, *([pre_col] if pre_col else [])]:

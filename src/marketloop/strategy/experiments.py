@@ -302,6 +302,11 @@ def _srm(arms: Mapping[str, ArmSummary], weights: Mapping[str, float] | None) ->
                 f"none for {sorted(missing)}",
             )
         )
+    empty = set(planned) - set(arms)
+    if empty:  # a planned arm nobody was assigned to is the worst sample-ratio mismatch
+        raise SchemaError(describe("arm weights", f"only the arms in the data {sorted(arms)}",
+                                   f"planned arms with no units: {sorted(empty)}",
+                                   "Check the assignment, or drop those arms' weights."))
     observed = np.array([arms[k].n for k in arms], dtype=float)
     expected = np.array([planned[k] for k in arms]) * observed.sum()
     expected *= observed.sum() / expected.sum()
