@@ -169,6 +169,10 @@ def test_cli_plan_winback_writes_the_plan(tmp_path):
                        "--warehouse", f"duckdb:///{tmp_path}/empty.duckdb")
     assert empty.returncode == 2 and "marketloop ingest" in empty.stderr, empty.stderr
     assert not (tmp_path / "empty.duckdb").exists()  # a read command creates no warehouse
+    late = marketloop("plan", "winback", "--as-of", "2031-01-01", "--out", str(out),
+                      "--warehouse", url)
+    assert late.returncode == 2 and late.stderr.startswith(
+        "error: --as-of: expected a day after the first paid order's"), late.stderr
     for days in ("-5", "nan", "inf"):
         odd = marketloop("plan", "winback", "--as-of", "2026-01-01", "--out", str(out),
                          "--warehouse", url, "--idle-days", days)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,6 +13,9 @@ from marketloop.cli._app import WarehouseOption, console, warehouse_url
 from marketloop.cli._files import output_file
 from marketloop.cli.plan import plan_app
 from marketloop.exceptions import ConfigError, SchemaError, describe
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @plan_app.command("winback")
@@ -76,6 +79,7 @@ def winback(
     paid = orders.filter((orders.status == "paid") & orders.customer_id.notnull()).select(
         "customer_id", "ordered_at", "amount").to_pandas()
     paid["amount"] = paid["amount"].astype(float)
+    _check_day(day, pd.to_datetime(paid["ordered_at"]))
     products = con.table("products").select("product_id", "category").to_pandas()
     customers = con.table("customers").to_pandas()
     interactions = load_interactions(con, as_of=day)
@@ -96,3 +100,18 @@ def winback(
     else:
         console.print(f"{len(plan):,} dormant customers planned as of {day:%Y-%m-%d}; "
                       f"written to {out}", markup=False)
+
+
+def _check_day(day: pd.Timestamp, ordered: pd.Series) -> None:
+    """--as-of within the paid orders' days: the models see the history before it."""
+    import pandas as pd
+
+    if ordered.empty:
+        raise SchemaError(describe("warehouse orders", "paid orders with a customer", "none",
+                                   "Load the shop's data with `marketloop ingest` first."))
+    first = ordered.min().tz_localize(None).floor("D") + pd.Timedelta(days=1)
+    last = ordered.max().tz_localize(None).floor("D") + pd.Timedelta(days=1)
+    if not first < day <= last:
+        raise ConfigError(describe("--as-of", f"a day after the first paid order's and at most "
+                                   f"a day after the last's ({first.date()} to {last.date()})",
+                                   str(day.date()) if day == day.floor("D") else str(day)))
