@@ -271,7 +271,7 @@ def test_cli_plan_campaign_writes_a_plan_within_budget(campaign_files, tmp_path:
     (["--scores", "NOCOL"], "uplift_fixed5 missing"),
     (["--scores", "NONE"], "--scores FILE, or --model MODEL with --customers FILE"),
     (["--scores", "HEADER"], "expected at least one customer row; found only a header"),
-    (["--scores", "PSUM"], "expected a probability in [0, 1] (within 0.05) for every"),
+    (["--scores", "PSUM"], "expected a probability of at most 1 (within 0.05) for every"),
     (["--out", "plan.parquet"], "plan file: expected a name ending in .csv or .csv.gz"),
     (["--out", "/proc/plan.csv"], "plan file /proc/plan.csv: expected a folder that can be"),
 ])

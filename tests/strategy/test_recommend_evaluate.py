@@ -159,16 +159,19 @@ def test_cli_prints_the_metrics_of_every_model_as_json(files):
     ("missing", "an existing file; found nothing at that path"),
     ("column", "(item missing)"),
     ("empty", "expected at least one interaction"),
-    ("k", "--k k: expected a whole number of items >= 1; found 0"),
+    ("k", "--k: expected a whole number of items >= 1; found 0"),
     ("model", "found lightfm"),
+    ("twice", "--models: expected each model once; found popularity more than once"),
+    ("bigk", "--k: expected fewer than the"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(files, case, message):
     path = {"missing": files / "nope.csv", "empty": files / "empty.csv"}.get(
         case, files / "lines.csv.gz")
     args = ["recommend", "evaluate", str(path), "--user-col", "user", "--item-col",
             "product" if case == "column" else "item", "--time-col", "when",
-            "--k", "0" if case == "k" else "5",
-            "--models", "als,lightfm" if case == "model" else "popularity"]
+            "--k", {"k": "0", "bigk": "100000"}.get(case, "5"),
+            "--models", {"model": "als,lightfm", "twice": "popularity,popularity"}.get(
+                case, "popularity")]
     if case == "column":
         args[args.index("product")] = "item_x"
         message = "(item_x missing)"
@@ -217,3 +220,11 @@ def test_fusing_bpr_with_popularity_beats_popularity_where_bpr_alone_does_not(sh
     diff = recall["bpr+popularity"] - recall["popularity"]
     assert diff.mean() - 2 * diff.std() / len(diff) ** 0.5 > 0, (diff.mean(), diff.std())
     assert recall["bpr"].mean() < recall["popularity"].mean()
+
+
+def test_popularity_alone_is_served_without_a_comparison_with_itself(files):
+    done = marketloop("recommend", "evaluate", str(files / "lines.csv.gz"), "--user-col", "user",
+                      "--item-col", "item", "--time-col", "when", "--k", "5", "--models",
+                      "popularity", "--cut", "2025-09-01", "--json")
+    assert done.returncode == 0, done.stderr
+    assert "it was the only model evaluated" in json.loads(done.stdout)["choice"]["reason"]

@@ -17,10 +17,12 @@ app = typer.Typer(
 )
 
 #: Normal output (tables, JSON) goes to stdout; progress and errors to stderr.
-console = Console(highlight=False)
+#: Lines of text are never wrapped (a path or a message split over two lines breaks the
+#: scripts that read them); tables take the terminal's width, or 140 columns in a pipe.
+console = Console(highlight=False, soft_wrap=True)
 if not console.is_terminal:  # pipes and files get full-width tables, not 80 columns
-    console = Console(highlight=False, width=140)
-err_console = Console(stderr=True, highlight=False)
+    console = Console(highlight=False, width=140, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 #: The ``--warehouse`` option every command that reads or writes the warehouse takes.

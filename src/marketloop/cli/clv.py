@@ -67,7 +67,8 @@ def fit(
     ],
     calibration_end: Annotated[str, typer.Option(help="Last day of the calibration period.")],
     customer_col: Annotated[str, typer.Option(help="Customer column.")] = "customer_id",
-    date_col: Annotated[str, typer.Option(help="Purchase date column.")] = "ordered_at",
+    date_col: Annotated[str | None, typer.Option(
+        help="Purchase date column (default ordered_at; date with --format cdnow).")] = None,
     amount_col: Annotated[
         str | None, typer.Option(help="Purchase value column; adds a Gamma-Gamma spend fit.")
     ] = None,
@@ -103,8 +104,8 @@ def fit(
     --holdout-end, the predicted vs actual repeat purchases in the holdout. Same-day
     purchases count as one; recency and T are in weeks.
 
-    Example: marketloop clv fit CDNOW_sample.txt --format cdnow --customer-col customer_id
-    --date-col date --amount-col amount --calibration-end 1997-09-30 --holdout-end 1998-06-30
+    Example: marketloop clv fit CDNOW_sample.txt --format cdnow --amount-col amount
+    --calibration-end 1997-09-30 --holdout-end 1998-06-30
     """
     from marketloop.predict import (
         BetaGeoModel,
@@ -120,6 +121,8 @@ def fit(
         raise ConfigError(describe("--format", "auto, csv, parquet or cdnow", repr(format)))
     if format == "cdnow" and date_format is None:
         date_format = "%Y%m%d"
+    if date_col is None:  # the CDNow layout names its own columns
+        date_col = "date" if format == "cdnow" else "ordered_at"
     frame = _read(transactions, format, sep, no_header, columns)
     summary = summary_from_transactions(
         frame,

@@ -10,7 +10,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from marketloop.cli._app import app, console
+from marketloop.cli._app import app, console, err_console
+from marketloop.exceptions import ConfigError, describe
+
+#: Fewer test customers than this and the metric table is noise: said, not refused.
+MIN_TEST_CUSTOMERS = 30
 
 recommend_app = typer.Typer(
     help="Recommenders: evaluate popularity, item-item, ALS, BPR and LightGCN on your data.",
@@ -57,10 +61,23 @@ def evaluate_command(
     from marketloop.strategy.recommend.evaluate import default_models, evaluate, time_split
 
     k = check_k(k, "--k")
-    chosen = default_models([m.strip() for m in models.split(",") if m.strip()],
-                            random_state=seed, n_threads=min(2, os.cpu_count() or 1))
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    repeated = sorted({m for m in names if names.count(m) > 1})
+    if repeated:
+        raise ConfigError(describe("--models", "each model once", f"{', '.join(repeated)} "
+                                   "more than once"))
+    chosen = default_models(names, random_state=seed, n_threads=min(2, os.cpu_count() or 1))
     data = read_interactions(file, user_col=user_col, item_col=item_col, time_col=time_col)
     split = time_split(data, cut=cut)
+    n_items = split.train["product_id"].nunique()
+    if k >= n_items:
+        raise ConfigError(describe("--k", f"fewer than the {n_items:,} items seen in training "
+                                   "(a list of every item recommends nothing)", str(k)))
+    n_test = split.test["customer_id"].nunique()
+    if n_test < MIN_TEST_CUSTOMERS:
+        err_console.print(f"WARNING: only {n_test} customers in the test period: the metrics "
+                          "below are noise; give more history or an earlier --cut.",
+                          markup=False, soft_wrap=True)
     result = evaluate(chosen, split, k=k, random_state=seed)
     if as_json:
         console.print(json.dumps(result.to_dict()), markup=False, soft_wrap=True)

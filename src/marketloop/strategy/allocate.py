@@ -149,7 +149,7 @@ class Allocation:
         return path
 
 
-#: How far p_control + uplift may fall outside [0, 1] before the scores are refused.
+#: How far p_control + uplift may rise above 1 before the scores are refused.
 P_SLACK = 0.05
 
 
@@ -396,12 +396,12 @@ def _p_treated(frame: pd.DataFrame, offer: Offer, uplift: pd.Series) -> pd.Serie
         return _column(frame, name, low=0.0, high=1.0)
     if "p_control" in frame.columns:
         p1 = _column(frame, "p_control", low=0.0, high=1.0) + uplift
-        # an estimate's noise may cross 0 or 1 by a little (clipped); by more, the two
-        # columns are not on one scale
-        off = p1[(p1 < -P_SLACK) | (p1 > 1 + P_SLACK)]
+        # below 0: the model expects the offer to hurt (clipped, as are small overshoots);
+        # well above 1, the two columns are not on one scale (an uplift in percent)
+        off = p1[p1 > 1 + P_SLACK]
         if len(off):
             raise SchemaError(describe(
-                f"scores p_control + uplift_{offer.name}", f"a probability in [0, 1] (within "
+                f"scores p_control + uplift_{offer.name}", f"a probability of at most 1 (within "
                 f"{P_SLACK}) for every customer", f"{len(off):,} outside it, e.g. {off.index[0]}: "
                 f"{float(off.iloc[0]):.4g}", "Check that the uplift and p_control columns are "
                 "on the same scale (probabilities, not percentages)."))

@@ -34,7 +34,8 @@ REASONS = ("personalised", "cold_start", "not_consented")
 def check_k(k: object, where: str) -> int:
     """``k`` as a positive int, or a :class:`ConfigError` naming it."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-        raise ConfigError(describe(f"{where} k", "a whole number of items >= 1", repr(k),
+        name = where if where.startswith("--") else f"{where} k"
+        raise ConfigError(describe(name, "a whole number of items >= 1", repr(k),
                                    "Ask for at least one recommendation, e.g. k=20."))
     return int(k)
 

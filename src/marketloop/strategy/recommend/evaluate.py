@@ -307,9 +307,12 @@ def choose_model(per_customer: pd.DataFrame, *, k: int, baseline: str = BASELINE
         return ModelChoice(best, best, None, float("nan"), float("nan"), float("nan"),
                            f"{best} has the highest recall@{k} ({means[best]:.4f}); not "
                            f"validated: the {baseline} baseline was not evaluated.")
+    if len(means) == 1:
+        return ModelChoice(baseline, baseline, None, float("nan"), float("nan"), float("nan"),
+                           f"serve {baseline}: it was the only model evaluated (recall@{k} "
+                           f"{means[baseline]:.4f}); name others in --models to compare.")
     if best == baseline:
-        others = means.drop(baseline)
-        best = str(others.idxmax()) if len(others) else baseline
+        best = str(means.drop(baseline).idxmax())
     diff = (recall[best] - recall[baseline]).to_numpy()
     rng = np.random.default_rng(random_state)
     boot = diff[rng.integers(len(diff), size=(n_boot, len(diff)))].mean(axis=1)
