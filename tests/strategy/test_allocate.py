@@ -340,3 +340,16 @@ def test_cli_plan_campaign_from_a_saved_uplift_model(tmp_path: Path) -> None:
     frame = new.set_index("customer_id")
     scores = scores_from_model(model, frame, load_offers(offers))
     np.testing.assert_allclose(scores["p_control"], model.control_outcome(frame))
+
+
+def test_cli_says_a_segment_limit_that_matches_nobody(campaign_files, tmp_path: Path) -> None:
+    offers, scores = campaign_files
+    typo = tmp_path / "typo.toml"
+    typo.write_text(OFFERS_TOML + '\n[[limits]]\nsegment = "vlp"\nmax_count = 5\n')
+    with_segments = tmp_path / "scores.csv"
+    pd.read_csv(scores).assign(segment="vip").to_csv(with_segments, index=False)
+    proc = marketloop("plan", "campaign", "--offers", str(typo), "--budget", "150",
+                      "--scores", str(with_segments), "--out", str(tmp_path / "plan.csv"))
+    assert proc.returncode == 0, proc.stderr
+    assert ("WARNING: segment limits for ['vlp'] match no customer; they change nothing."
+            in proc.stderr.splitlines())

@@ -68,6 +68,7 @@ def run(argv: list[str] | None = None) -> None:
     """
     from marketloop.exceptions import MarketloopError
 
+    _warnings_as_lines()
     try:
         app(args=argv, prog_name="marketloop")
     except MarketloopError as exc:
@@ -87,6 +88,25 @@ def run(argv: list[str] | None = None) -> None:
             soft_wrap=True,
         )
         raise SystemExit(1) from None
+
+
+def _warnings_as_lines() -> None:
+    """marketloop's own warnings as one ``WARNING: ...`` line on stderr each (others as
+    Python shows them)."""
+    import warnings
+
+    from marketloop.exceptions import MarketloopWarning
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
+        if issubclass(category, MarketloopWarning):
+            err_console.print(f"WARNING: {message}", markup=False, soft_wrap=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    warnings.simplefilter("default", MarketloopWarning)
 
 
 @app.command()
