@@ -342,6 +342,9 @@ def test_cli_writes_and_replaces_profiles(shop, tmp_path: Path):
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0
     assert "--as-of" in bad.stderr and "2025-13-01" in bad.stderr
+    early = marketloop("profile", "--as-of", "2000-01-01", "--warehouse", url)
+    assert early.returncode == 0 and "0 customers" in early.stdout
+    assert early.stderr.startswith("WARNING: no customer is known before 2000-01-01")
 
 
 @pytest.mark.parametrize("moment", ["0001-01-01", "9999-12-31", "1989-12-31T23:00:00"])

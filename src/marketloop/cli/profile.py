@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from marketloop.cli._app import WarehouseOption, app, console, warehouse_url
+from marketloop.cli._app import WarehouseOption, app, console, err_console, warehouse_url
 
 
 @app.command()
@@ -44,6 +44,10 @@ def profile(
         "warehouse": url,
         "seconds": round(time.perf_counter() - started, 3),
     }
+    if not run.rows:
+        err_console.print(f"WARNING: no customer is known before {moment.date()}: nothing to "
+                          "profile (an --as-of before the shop's first customer, or an empty "
+                          "warehouse).", markup=False, soft_wrap=True)
     if as_json:
         print(json.dumps(summary))  # noqa: T201 - the CLI's output
         return
