@@ -31,3 +31,15 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 def test_no_generated_request_gets_a_server_error(case) -> None:
     response = case.call(headers={"Authorization": f"Bearer {KEY}"})
     assert response.status_code < 500, (case.method, case.path, case.body, response.text)
+
+
+def test_the_schema_says_which_routes_need_a_key_and_how_to_send_it() -> None:
+    spec = app.openapi()
+    assert set(spec["components"]["securitySchemes"]) == {"bearer", "apiKey"}
+    paths = spec["paths"]
+    assert paths["/v1/decide"]["post"]["security"] == [{"bearer": []}, {"apiKey": []}]
+    assert "security" in paths["/v1/customers/{customer_id}/consents"]["put"]
+    assert "security" not in paths["/healthz"]["get"]  # probes need no key
+    body = paths["/v1/customers/{customer_id}/consents"]["put"]["requestBody"]
+    assert body["required"] and "granted" in body["content"]["application/json"]["schema"][
+        "properties"]

@@ -111,7 +111,29 @@ def create_app(config: ServiceConfig, *, warehouse_url: str | None = None,
     docs = list(app.router.routes)  # /openapi.json, /docs, /redoc: matched after the API's
     _routes(app, runtime)
     app.router.routes[:] = [r for r in app.router.routes if r not in docs] + docs
+    _document_keys(app)
     return app
+
+
+def _document_keys(app: FastAPI) -> None:
+    """The API keys in the OpenAPI schema: both ways of sending one, on every route that
+    needs one (those that answer 401), so /docs can send requests with a key."""
+    built = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = built()
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "Authorization: Bearer KEY"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    if "401" in operation.get("responses", {}):
+                        operation["security"] = [{"bearer": []}, {"apiKey": []}]
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _scope(runtime: Runtime, scope: str):  # noqa: ANN202 - a FastAPI dependency
