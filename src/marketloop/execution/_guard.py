@@ -130,7 +130,8 @@ class RequestGuard:
             if done:
                 return await receive()
             try:
-                message = await asyncio.wait_for(receive(), timeout)
+                async with asyncio.timeout(timeout):  # a timer handle, no task (wait_for's)
+                    message = await receive()
             except TimeoutError:
                 raise BodyTooSlow(timeout) from None
             if message["type"] == "http.request":
