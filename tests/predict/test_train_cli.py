@@ -125,6 +125,22 @@ def test_bad_as_of_exits_2_with_one_line(shop, trained) -> None:
         assert "Traceback" not in result.stderr
 
 
+def test_predict_far_past_the_data_says_so(shop, trained, tmp_path) -> None:
+    import shutil
+
+    root, _ = shop
+    models, _ = trained
+    shutil.copy(root / "shop.duckdb", tmp_path / "copy.duckdb")  # the module's stays as it is
+    url = f"duckdb:///{tmp_path}/copy.duckdb"
+    result = marketloop("predict", "--as-of", "2027-06-01", "--warehouse", url,
+                        "--models-dir", str(models))
+    assert result.returncode == 0, result.stderr
+    assert "WARNING: --as-of is" in result.stderr and "extrapolate past the data" in result.stderr
+    quiet = marketloop("predict", "--as-of", PREDICT_AS_OF, "--warehouse", url,
+                       "--models-dir", str(models))
+    assert "WARNING" not in quiet.stderr
+
+
 def test_predict_without_a_trained_model_says_to_train(shop, tmp_path) -> None:
     _, url = shop
     result = marketloop("predict", "--as-of", PREDICT_AS_OF, "--warehouse", url,

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from marketloop.cli._app import WarehouseOption, app, console, warehouse_url
+from marketloop.cli._app import WarehouseOption, app, console, err_console, warehouse_url
 
 _MODELS_HELP = "Folder of saved models (<kind>-<as_of>-<version>.pkl and .json)."
 
@@ -122,6 +122,7 @@ def predict(
         )
     url = warehouse_url(warehouse)
     con = connect(url, must_exist=True)
+    _say_if_past_the_data(con, moment)
     started = time.perf_counter()
     runs = []
     for trained in models:
@@ -147,3 +148,22 @@ def predict(
             f"({r.replaced:,} rows replaced)",
             markup=False,
         )
+
+
+#: Past this many days after the last order, an --as-of scores a future the data never saw.
+STALE_DAYS = 365
+
+
+def _say_if_past_the_data(con: object, moment: object) -> None:
+    """A warning when --as-of lies over a year after the warehouse's last order."""
+    if "orders" not in set(con.list_tables()):  # type: ignore[attr-defined]
+        return
+    orders = con.table("orders")  # type: ignore[attr-defined]
+    last = orders.ordered_at.max().to_pyarrow().as_py()
+    if last is None:
+        return
+    gap = (moment - last.replace(tzinfo=None)).days  # type: ignore[operator]
+    if gap > STALE_DAYS:
+        err_console.print(f"WARNING: --as-of is {gap:,} days after the last order "
+                          f"({last:%Y-%m-%d}): the scores extrapolate past the data.",
+                          markup=False, soft_wrap=True)
