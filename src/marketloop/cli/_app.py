@@ -30,8 +30,9 @@ WarehouseOption = Annotated[
     str | None,
     typer.Option(
         "--warehouse",
-        help="Warehouse URL: duckdb:///file.duckdb or postgresql://user@host:port/db "
-        "(default MARKETLOOP_WAREHOUSE_URL, else duckdb:///marketloop.duckdb).",
+        help="Warehouse URL: duckdb:///file.duckdb (a relative path; duckdb:////abs/path for "
+        "an absolute one) or postgresql://user@host:port/db (default MARKETLOOP_WAREHOUSE_URL, "
+        "else duckdb:///marketloop.duckdb).",
     ),
 ]
 
