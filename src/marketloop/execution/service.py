@@ -265,6 +265,11 @@ def _routes(app: FastAPI, rt: Runtime) -> None:
         # the body is read here, after the key's check, as on the POST routes (a body
         # parameter would be parsed by FastAPI before any dependency)
         body = parse_body(consent_in, await request.body(), request.headers.get("content-type"))
+        # a withdrawal cancels what waits before the state says so: else the dispatcher,
+        # re-checking consent before a retry, may cancel a message first and the answer's
+        # count would miss it (nothing is sent either way)
+        cancelled = 0 if body.granted else await rt.dispatch.revoke(
+            customer_id, body.channel, body.purpose)
         try:
             await rt.state.set_consent(customer_id, body.channel, body.purpose, body.granted)
             if body.address is not None:
@@ -274,8 +279,6 @@ def _routes(app: FastAPI, rt: Runtime) -> None:
                                 headers={"Retry-After": "1"}) from None
         rt.log.consent(customer_id, body.channel, body.purpose, body.granted,
                        dt.datetime.now(dt.UTC))
-        cancelled = 0 if body.granted else await rt.dispatch.revoke(
-            customer_id, body.channel, body.purpose)
         return {"accepted": 1, "request_id": request.state.request_id, "cancelled": cancelled}
 
     @app.get("/v1/customers/{customer_id}/inbox", responses=responses,
