@@ -156,7 +156,7 @@ class DecisionLog:
         """A decision from the warehouse's ``decisions`` table, in the answer's shape.
 
         For decisions no longer among the recent ones (an earlier run of the service, or
-        more than ``keep`` ago); ``None`` if the warehouse has none by that id.
+        older than the last ``recent``); ``None`` if the warehouse has none by that id.
         """
         if self.warehouse_url is None:
             return None
