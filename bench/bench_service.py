@@ -121,7 +121,7 @@ def _trigger_latency(url: str, n: int = 400, rate: float = 100.0) -> dict[str, f
             lat.append(time.perf_counter() - due)
             fired = r.json()["fired"]
             if not (len(fired) == 1 and fired[0]["dispatch"] in ("queued", "caller")
-                    and (fired[0]["action"] == "nothing" or fired[0]["dispatch"] == "queued")):
+                    and (fired[0]["action"] is None or fired[0]["dispatch"] == "queued")):
                 raise RuntimeError(f"the dwell did not reach the outbox: {r.text}")
     ms = np.asarray(lat) * 1000
     return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}

@@ -100,8 +100,11 @@ def test_a_dwell_event_puts_an_offer_in_the_in_app_inbox(tmp_path: Path) -> None
              "product_id": "p42", "dwell_ms": 35_000}]})
         assert r.status_code == 202
         fired = r.json()["fired"]
-        assert [(f["rule"], f["action"], f["dispatch"]) for f in fired] == [
-            ("long_dwell", "pct10@app", "queued")]
+        assert [(f["rule"], f["action"]["offer"], f["action"]["channel"], f["dispatch"])
+                for f in fired] == [("long_dwell", "pct10", "app", "queued")]
+        decided = c.get(f"/v1/decisions/{fired[0]['decision_id']}").json()
+        assert fired[0]["action"] == decided["action"]  # the same shape as POST /v1/decide
+        assert fired[0]["reasons"] == decided["reasons"]
         messages = _wait(lambda: c.get("/v1/customers/shopper/inbox").json()["messages"])
         assert messages[0]["payload"]["product_id"] == "p42"
         again = c.post("/v1/events", json={"type": "product_view", "customer_id": "shopper",

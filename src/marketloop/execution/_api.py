@@ -102,10 +102,6 @@ class EventBatch(BaseModel):
     events: list[EventIn] = Field(min_length=1)
 
 
-class EventsAccepted(BaseModel):
-    accepted: int
-    fired: list[dict[str, Any]] = Field(default_factory=list)
-    request_id: str
 
 
 class DecideIn(_Someone):
@@ -127,6 +123,23 @@ class Action(BaseModel):
     dispatch: Literal["queued", "caller"] = Field(
         "caller", description="queued: the service sends it through the channel's outbox; "
         "caller: no provider is configured for the channel, the caller delivers it.")
+
+
+class Fired(BaseModel):
+    """A trigger an event fired, and what was decided for it."""
+
+    rule: str
+    kind: str
+    decision_id: str = Field(description="GET /v1/decisions/{decision_id} gives it whole.")
+    action: Action | None = Field(description="As in POST /v1/decide: null for nothing.")
+    reasons: list[str]
+    dispatch: Literal["queued", "caller"]
+
+
+class EventsAccepted(BaseModel):
+    accepted: int
+    fired: list[Fired] = Field(default_factory=list)
+    request_id: str
 
 
 class DecisionOut(BaseModel):

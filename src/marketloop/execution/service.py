@@ -65,8 +65,10 @@ class Runtime:
             decision, trigger if isinstance(trigger, str) else None)
         self.log.decision(decision, dict(fire.context))
         self.metrics.decided(decision, time.perf_counter() - started)
+        answer = decision.to_json()  # the action in POST /v1/decide's shape
         return {"rule": fire.rule, "kind": fire.kind, "decision_id": decision.decision_id,
-                "action": decision.action, "dispatch": decision.dispatch}
+                "action": answer["action"], "reasons": decision.reasons,
+                "dispatch": decision.dispatch}
 
 
 def create_app(config: ServiceConfig, *, warehouse_url: str | None = None,
