@@ -155,3 +155,48 @@ def test_a_row_the_warehouse_refuses_is_set_aside_not_retried_forever(tmp_path: 
     assert not log.failing and log.pending == 0 and log.rejected == 1
     log.stop()
     assert len(_tables(tmp_path / "w.duckdb")["events"]) == 599
+
+
+def test_workers_writing_the_same_retries_to_postgresql_store_each_once(pg_url: str) -> None:
+    """Several workers' log writers flush the same retried events and outcomes at the same
+    moment: each event_id and each (decision_id, kind) is stored once."""
+    import threading
+
+    import psycopg
+
+    from marketloop.data.warehouse import connect, ensure_warehouse
+    from marketloop.execution.log import write_rows
+
+    con = connect(pg_url)
+    ensure_warehouse(con)
+    con.disconnect()
+    n_workers, rounds = 6, 4
+    for r in range(rounds):
+        rows = [_view(r * 1_000 + i) for i in range(40)]
+        rows += [("outcomes", {"decision_id": f"d{r}-{i}", "kind": "conversion", "value": 1.0,
+                               "ts": TS.replace(tzinfo=None)}) for i in range(40)]
+        start = threading.Barrier(n_workers)
+        errors: list[BaseException] = []
+
+        def worker(rows: list = rows, start: threading.Barrier = start,
+                   errors: list = errors) -> None:
+            try:
+                start.wait()
+                write_rows(pg_url, [(t, dict(row)) for t, row in rows])
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker) for _ in range(n_workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+    schema = pg_url.split("search_path%3D")[1]
+    with psycopg.connect(pg_url.split("?")[0]) as raw:
+        events = raw.execute(f'SELECT count(*), count(DISTINCT event_id) FROM "{schema}".events'
+                             ).fetchone()
+        outcomes = raw.execute(f'SELECT count(*), count(DISTINCT (decision_id, kind)) FROM '
+                               f'"{schema}".outcomes').fetchone()
+    assert events == (40 * rounds, 40 * rounds)
+    assert outcomes == (40 * rounds, 40 * rounds)

@@ -316,6 +316,18 @@ def transaction(con: BaseBackend) -> Iterator[None]:
             yield
 
 
+def serialise_writes(con: BaseBackend, table: str) -> None:
+    """Inside :func:`transaction`: wait until no other session's transaction writes ``table``.
+
+    A check-then-insert (keep a key once) is only safe when two writers cannot both check
+    before either inserts. PostgreSQL: a transaction-level advisory lock on the schema and
+    table, released by the commit. DuckDB: nothing; one process at a time writes the file.
+    """
+    if backend_of(con) == "postgres":
+        con.con.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.' || %s))",
+                        (table,))
+
+
 @contextlib.contextmanager
 def _duckdb_setting(con: BaseBackend, name: str, value: Callable[[str], str]) -> Iterator[None]:
     """Inside the block, DuckDB's setting ``name`` is ``value(current text)``; then restored.

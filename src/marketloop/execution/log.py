@@ -351,7 +351,13 @@ def _typed(table: str, frame: pd.DataFrame) -> ibis.Table:
 def _insert(con: object, frames: dict[str, pd.DataFrame]) -> None:
     import uuid
 
-    from marketloop.data.warehouse import delete_keys, drop_staging, stage_table, transaction
+    from marketloop.data.warehouse import (
+        delete_keys,
+        drop_staging,
+        serialise_writes,
+        stage_table,
+        transaction,
+    )
 
     consents = frames["consents"].drop_duplicates(["customer_id", "channel", "purpose"],
                                                   keep="last")
@@ -365,7 +371,9 @@ def _insert(con: object, frames: dict[str, pd.DataFrame]) -> None:
             if staged:  # the latest consent per key replaces the stored one
                 delete_keys(con, "consents", keys)  # type: ignore[arg-type]
             for table, frame in {**frames, "consents": consents}.items():
-                if table in _ONCE:
+                if table in _ONCE and len(frame):
+                    # other workers' writers check the same keys: one at a time
+                    serialise_writes(con, table)  # type: ignore[arg-type]
                     frame = _new_keys(con, table, frame)
                 if len(frame):
                     con.insert(table, _typed(table, frame))  # type: ignore[attr-defined]
