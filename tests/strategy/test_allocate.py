@@ -100,6 +100,64 @@ def test_budget_holds_and_the_plan_sits_between_optimum_and_lp_bound(case) -> No
     assert plan["reason"].str.len().gt(0).all()
 
 
+def _brute_force_limited(profit: np.ndarray, cost: np.ndarray, budget: float,
+                         group: np.ndarray, max_count: np.ndarray,
+                         max_spend: np.ndarray) -> float:
+    """Best total profit within the budget and every group's count and spend limits."""
+    n, m = profit.shape
+    best = 0.0
+    for pick in itertools.product(range(-1, m), repeat=n):
+        rows = [(i, j) for i, j in enumerate(pick) if j >= 0]
+        if any(not np.isfinite(profit[i, j]) for i, j in rows):
+            continue
+        if sum(cost[i, j] for i, j in rows) > budget + 1e-9:
+            continue
+        within = True
+        for g in range(len(max_count)):
+            mine = [(i, j) for i, j in rows if group[i] == g]
+            within &= len(mine) <= max_count[g]
+            within &= sum(cost[i, j] for i, j in mine) <= max_spend[g]  # as the plan does
+        if within:
+            best = max(best, sum(profit[i, j] for i, j in rows))
+    return best
+
+
+limited = instances.flatmap(lambda case: st.tuples(
+    st.just(case),
+    st.lists(st.integers(-1, 1), min_size=case[3][0], max_size=case[3][0]),
+    st.lists(st.one_of(st.just(np.inf), st.integers(0, 3).map(float)), min_size=2, max_size=2),
+    st.lists(st.one_of(st.just(np.inf), st.floats(0.0, 6.0)), min_size=2, max_size=2)))
+
+
+@settings(max_examples=150)
+@given(limited)
+def test_with_segment_limits_the_bound_holds_the_optimum_and_is_tighter(case) -> None:
+    from marketloop.strategy import _mckp
+
+    (p, c, budget, shape), group, max_count, max_spend = case
+    profit, cost = np.array(p).reshape(shape), np.array(c).reshape(shape)
+    group, max_count, max_spend = np.array(group), np.array(max_count), np.array(max_spend)
+    sol = _mckp.solve(profit, cost, budget, group=group, max_count=max_count,
+                      max_spend=max_spend)
+    optimum = _brute_force_limited(profit, cost, budget, group, max_count, max_spend)
+    alone = _mckp.solve(profit, cost, budget).upper_bound
+    assert sol.profit <= optimum + 1e-9
+    assert optimum <= sol.upper_bound + 1e-9
+    assert sol.upper_bound <= alone + 1e-9
+
+
+def test_a_binding_segment_limit_tightens_the_bound_to_the_plan() -> None:
+    """Four customers worth 10 each, a budget for all of them, a segment of three that may
+    have one offer: the best plan earns 20, and so does the bound (the LP alone says 40)."""
+    from marketloop.strategy import _mckp
+
+    profit, cost = np.full((4, 1), 10.0), np.ones((4, 1))
+    sol = _mckp.solve(profit, cost, 10.0, group=np.array([0, 0, 0, -1]),
+                      max_count=np.array([1.0]), max_spend=np.array([np.inf]))
+    assert sol.profit == 20.0 and sol.upper_bound == 20.0
+    assert _mckp.solve(profit, cost, 10.0).upper_bound == 40.0
+
+
 def test_many_small_customers_are_planned_within_a_tiny_gap_of_the_bound() -> None:
     rng = np.random.default_rng(0)
     profit = rng.normal(1.0, 2.0, (5_000, 4))

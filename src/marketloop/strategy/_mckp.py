@@ -106,9 +106,39 @@ def priority(steps: Steps) -> np.ndarray:
     return np.lexsort((steps.step, steps.row, -monotone))
 
 
-def upper_bound(steps: Steps, order: np.ndarray, budget: float) -> float:
-    """The LP relaxation's optimum under the budget alone (fractional last step)."""
-    dc, dp = steps.d_cost[order], steps.d_profit[order]
+def upper_bound(steps: Steps, order: np.ndarray, budget: float,
+                limits: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> float:
+    """A bound on what any plan can earn: the LP relaxation's optimum under the budget,
+    tightened by the segment limits when there are some.
+
+    With ``limits`` (group per row, most customers and most spend per group), each limited
+    group can earn at most the lesser of its LP optimum under ``min(budget, max_spend)``
+    and the sum of its ``max_count`` most profitable customers' best options; the bound is
+    the lesser of the budget-only LP and the sum of those plus the other rows' LP.
+    """
+    alone = _lp(steps.d_cost[order], steps.d_profit[order], budget)
+    if limits is None:
+        return alone
+    group, max_count, max_spend = limits
+    step_group = group[steps.row[order]]
+    total = 0.0
+    for g in np.unique(step_group).tolist():
+        mine = order[step_group == g]
+        dc, dp = steps.d_cost[mine], steps.d_profit[mine]
+        if g < 0 or not (np.isfinite(max_count[g]) or np.isfinite(max_spend[g])):
+            total += _lp(dc, dp, budget)
+            continue
+        bound = _lp(dc, dp, min(budget, float(max_spend[g])))
+        if np.isfinite(max_count[g]):  # a row's steps add up to its best option's profit
+            best = np.bincount(steps.row[mine], weights=dp)
+            best = np.sort(best[best > 0])[::-1]
+            bound = min(bound, float(best[: int(max_count[g])].sum()))
+        total += bound
+    return min(alone, total)
+
+
+def _lp(dc: np.ndarray, dp: np.ndarray, budget: float) -> float:
+    """The fractional knapsack over steps already in priority order."""
     cum = np.cumsum(dc)
     fits = int(np.searchsorted(cum, budget, side="right"))
     total = float(dp[:fits].sum())
@@ -156,7 +186,7 @@ def solve(
     spent = math.fsum(cost[taken, choice[taken]].tolist())
     chosen_profit = math.fsum(profit[taken, choice[taken]].tolist())
     return Solution(choice, status, upgrade, best, rank, spent, chosen_profit,
-                    upper_bound(steps, order, budget))
+                    upper_bound(steps, order, budget, limits))
 
 
 def _greedy(steps: Steps, order: np.ndarray, budget: float, choice: np.ndarray,
