@@ -411,3 +411,29 @@ def test_cli_says_a_segment_limit_that_matches_nobody(campaign_files, tmp_path: 
     assert proc.returncode == 0, proc.stderr
     assert ("WARNING: segment limits for ['vlp'] match no customer; they change nothing."
             in proc.stderr.splitlines())
+
+
+def test_cli_says_why_a_plan_sends_nothing(campaign_files, tmp_path: Path) -> None:
+    """A budget below every paying offer's cost is named as the cause; scores where nothing
+    pays say so instead."""
+    offers, scores = campaign_files
+    out = tmp_path / "plan.csv"
+    tiny = marketloop("plan", "campaign", "--offers", str(offers), "--budget", "0.01",
+                      "--scores", str(scores), "--out", str(out))
+    assert tiny.returncode == 0, tiny.stderr
+    warning = [line for line in tiny.stderr.splitlines() if line.startswith("WARNING:")]
+    assert len(warning) == 1 and "but none fits the budget of 0.01 EUR" in warning[0]
+    assert "no offer is expected to pay" not in tiny.stderr
+    plan = pd.read_csv(out)
+    n = int(plan["reason"].str.startswith("budget exhausted").sum())
+    assert n > 0 and f"{n:,} customers have an offer expected to pay" in warning[0]
+
+    losing = tmp_path / "losing.csv"
+    frame = pd.read_csv(scores)
+    frame[["uplift_mail", "uplift_pct10", "uplift_fixed5"]] = -0.05
+    frame.to_csv(losing, index=False)
+    none = marketloop("plan", "campaign", "--offers", str(offers), "--budget", "150",
+                      "--scores", str(losing), "--out", str(out))
+    assert none.returncode == 0, none.stderr
+    assert ("WARNING: no offer is expected to pay for any customer; the plan sends nothing."
+            in none.stderr.splitlines())

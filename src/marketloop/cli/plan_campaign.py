@@ -71,8 +71,24 @@ def campaign(
     else:
         _table(result, totals)
     if result.profit <= 0:
-        err_console.print("WARNING: no offer is expected to pay for any customer; the plan "
-                          "sends nothing.", markup=False, soft_wrap=True)
+        err_console.print(f"WARNING: {_why_nothing(result, book.currency)}", markup=False,
+                          soft_wrap=True)
+
+
+def _why_nothing(result: Allocation, currency: str) -> str:
+    """Why a plan sends nothing: no offer pays, or paying offers do not fit the limits."""
+    reasons = result.plan["reason"].astype(str)
+    budget = int(reasons.str.startswith("budget exhausted").sum())
+    limited = int(reasons.str.startswith("segment limit").sum())
+    if not budget and not limited:
+        return "no offer is expected to pay for any customer; the plan sends nothing."
+    money = f"the budget of {result.budget:,.2f} {currency}"
+    why = (f"none fits {money}" if not limited else "none fits the segment limits"
+           if not budget else f"none fits ({budget:,} for {money}, {limited:,} for a "
+           "segment limit)")
+    return (f"the plan sends nothing: {budget + limited:,} customers have an offer expected "
+            f"to pay, but {why}. The plan's reasons name each customer's best offer and its "
+            "cost; raise --budget or the limits.")
 
 
 def _amount(text: str) -> object:
