@@ -162,6 +162,14 @@ def test_cli_plan_winback_writes_the_plan(tmp_path):
     plan = pd.read_csv(out, dtype=str)
     assert summary["dormant"] == len(plan) > 0
     assert plan["bundle"].str.split().str.len().eq(5).all()
+    assert "WARNING" not in done.stderr
+    huge = marketloop("plan", "winback", "--as-of", "2026-01-01", "--out", str(out),
+                      "--warehouse", url, "--size", "100000")  # more than the catalogue
+    assert huge.returncode == 0, huge.stderr
+    sold = pd.read_csv(out, dtype=str)["bundle"].str.split().str.len()
+    assert sold.nunique() == 1 and 5 < sold.iloc[0] < 100_000
+    assert (f"WARNING: bundles of {sold.iloc[0]} products, not the 100000 asked for: only "
+            f"{sold.iloc[0]} products sold before 2026-01-01") in huge.stderr, huge.stderr
     bad = marketloop("plan", "winback", "--as-of", "someday", "--out", str(out),
                      "--warehouse", url)
     assert bad.returncode == 2 and bad.stderr.startswith("error: --as-of: expected a date")

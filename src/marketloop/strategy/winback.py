@@ -20,13 +20,14 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Collection, Sequence
 
 import numpy as np
 import pandas as pd
 
 from marketloop._validation import check_frame
-from marketloop.exceptions import ConfigError, SchemaError, describe
+from marketloop.exceptions import ConfigError, MarketloopWarning, SchemaError, describe
 from marketloop.predict.clv import BetaGeoModel, summary_from_transactions
 
 #: Action used when no uplift model is available: 10 % off, by email.
@@ -139,6 +140,11 @@ def category_bundles(interactions: pd.DataFrame, products: pd.DataFrame,
     pandas.DataFrame
         Indexed by ``customer_id``: ``rank``, ``product_id``, ``category``, ``score`` (the
         estimated chance that a purchase is this product).
+
+    Warns
+    -----
+    MarketloopWarning
+        If fewer than ``size`` products can be offered: the bundles are that many long.
     """
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise ConfigError(describe("category_bundles size", "a whole number of products >= 1",
@@ -168,6 +174,10 @@ def category_bundles(interactions: pd.DataFrame, products: pd.DataFrame,
     col = names.get_indexer(cats[items])
     scores = pref[:, col] * share_in_cat[items].to_numpy()[None, :]
     k = min(size, len(items))
+    if k < size and len(ids):
+        warnings.warn(f"bundles of {k} products, not the {size} asked for: only {k} products "
+                      f"sold before {as_of:%Y-%m-%d} and are not excluded", MarketloopWarning,
+                      stacklevel=2)
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     chosen = items.to_numpy()[top]
     return pd.DataFrame({
