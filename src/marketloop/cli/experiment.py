@@ -31,24 +31,36 @@ def design(
     alpha: Annotated[float, typer.Option(help="Significance level (two-sided).")] = 0.05,
     power: Annotated[float, typer.Option(help="Power at the smallest effect.")] = 0.8,
     arms: Annotated[int, typer.Option(help="Number of arms, control included.")] = 2,
+    correction: Annotated[str, typer.Option(
+        help="With several treatments: bonferroni tests each against control at "
+        "alpha / treatments, so any false positive stays within alpha; none at alpha.")
+    ] = "bonferroni",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Customers per arm needed to detect --mde with the given power.
 
     Example: marketloop experiment design --baseline 0.05 --mde 0.01
     """
-    from marketloop.strategy.experiments import sample_size
+    from marketloop.strategy.experiments import comparison_alpha, sample_size
 
     if arms < 2:
         raise ConfigError(describe("--arms", "at least 2 (a control and a treatment)", str(arms)))
-    per_arm = sample_size(baseline, mde, alpha=alpha, power=power, sd=sd, relative=relative)
-    result = {"per_arm": per_arm, "arms": arms, "total": per_arm * arms}
+    if correction not in ("bonferroni", "none"):
+        raise ConfigError(describe("--correction", "bonferroni or none", repr(correction)))
+    level = comparison_alpha(alpha, arms, correction) if 0 < alpha < 1 else alpha
+    per_arm = sample_size(baseline, mde, alpha=level, power=power, sd=sd, relative=relative)
+    result = {"per_arm": per_arm, "arms": arms, "total": per_arm * arms,
+              "comparisons": arms - 1, "correction": correction, "alpha": alpha,
+              "alpha_per_comparison": level}
     if as_json:
         console.print(json.dumps(result), markup=False, soft_wrap=True)
     else:
+        each = ("" if arms == 2 else f"; each of {arms - 1} treatments against control at "
+                f"alpha {level:.3g}" + (" (Bonferroni)" if correction == "bonferroni" else
+                                       ", no correction for the several comparisons"))
         console.print(
-            f"{per_arm:,} customers per arm, {per_arm * arms:,} in all ({arms} arms)", markup=False
-        )
+            f"{per_arm:,} customers per arm, {per_arm * arms:,} in all ({arms} arms){each}",
+            markup=False, soft_wrap=True)
 
 
 @experiment_app.command("analyse")
@@ -140,18 +152,19 @@ def _weights(text: str | None) -> dict[str, float] | None:
 
 def _table(result) -> None:  # noqa: ANN001 - an ExperimentResult
     table = Table(title=f"experiment against control {result.control!r}")
-    for column in ("arm", "n", "mean", "difference", "95% interval", "p"):
+    for column in ("arm", "n", "mean", "difference", "95% interval", "p", "p (Holm)"):
         table.add_column(column, justify="left" if column == "arm" else "right")
     for label, arm in result.arms.items():
         effect = result.effects.get(label)
         row = [label, f"{arm.n:,}", f"{arm.mean:.5g}"]
         if effect is None:
-            row += ["(control)", "", ""]
+            row += ["(control)", "", "", ""]
         else:
             row += [
                 f"{effect.diff:+.5g}",
                 f"[{effect.ci[0]:+.5g}, {effect.ci[1]:+.5g}]",
                 f"{effect.p_value:.3g}",
+                f"{effect.p_adjusted:.3g}",
             ]
         table.add_row(*row)
     console.print(table)

@@ -151,10 +151,43 @@ class ArmSummary:
 
 @dataclass
 class Effect:
+    """One treated arm against control; ``p_adjusted`` is Holm's over every such arm."""
+
     diff: float
     ci: tuple[float, float]
     p_value: float
     relative: float | None
+    p_adjusted: float = float("nan")
+
+
+def comparison_alpha(alpha: float, arms: int, correction: str = "bonferroni") -> float:
+    """The significance level of each treatment-vs-control comparison in a test of ``arms``.
+
+    With ``arms - 1`` treatments each compared with control, ``bonferroni`` keeps the chance
+    of any false positive at most ``alpha``: ``alpha / (arms - 1)``. ``none`` gives ``alpha``
+    (each comparison alone at ``alpha``; with many arms some false positive gets likely).
+    """
+    if correction not in ("bonferroni", "none"):
+        raise ConfigError(describe("correction", "bonferroni or none", repr(correction)))
+    if arms < 2:
+        raise ConfigError(describe("arms", "at least 2 (a control and a treatment)", str(arms)))
+    return alpha / (arms - 1) if correction == "bonferroni" else alpha
+
+
+def holm(p_values: Mapping[str, float]) -> dict[str, float]:
+    """Holm's step-down adjusted p-values (family-wise error at most the level used).
+
+    Examples
+    --------
+    >>> {k: round(v, 4) for k, v in holm({"a": 0.01, "b": 0.04, "c": 0.03}).items()}
+    {'a': 0.03, 'b': 0.06, 'c': 0.06}
+    """
+    order = sorted(p_values, key=lambda k: p_values[k])
+    m, running, out = len(order), 0.0, {}
+    for i, key in enumerate(order):
+        running = max(running, min(1.0, (m - i) * p_values[key]))
+        out[key] = running
+    return {k: out[k] for k in p_values}
 
 
 @dataclass
@@ -174,7 +207,8 @@ class ExperimentResult:
             "control": self.control,
             "arms": {k: {"n": a.n, "mean": a.mean, "ci": list(a.ci)} for k, a in self.arms.items()},
             "effects": {
-                k: {"diff": e.diff, "ci": list(e.ci), "p_value": e.p_value, "relative": e.relative}
+                k: {"diff": e.diff, "ci": list(e.ci), "p_value": e.p_value,
+                    "p_adjusted": e.p_adjusted, "relative": e.relative}
                 for k, e in self.effects.items()
             },
             "srm_p_value": self.srm_p_value,
@@ -234,6 +268,8 @@ def analyse(
     Returns
     -------
     ExperimentResult
+        Each effect's ``p_value`` is its own comparison's; ``p_adjusted`` is Holm's over
+        all treated arms (equal to ``p_value`` with one). The intervals are per comparison.
     """
     labels = pd.Series(np.asarray(arm, dtype=object)).astype("string").str.strip()
     labels = labels.mask(labels.eq(""))  # a blank label is no label
@@ -272,6 +308,8 @@ def analyse(
         effects[label] = Effect(
             diff, (diff - z * se, diff + z * se), p, diff / m0 if m0 != 0 else None
         )
+    for label, p in holm({k: e.p_value for k, e in effects.items()}).items():
+        effects[label].p_adjusted = p
     srm_p = _srm(arms, weights)
     result = ExperimentResult(
         control, arms, effects, srm_p, srm_p is not None and srm_p < SRM_P, theta
