@@ -64,15 +64,8 @@ def _frames(profit: np.ndarray, cost: np.ndarray) -> tuple[pd.DataFrame, pd.Data
 
 def _brute_force(profit: np.ndarray, cost: np.ndarray, budget: float) -> float:
     """Best total profit over every assignment (an option or none per customer)."""
-    n, m = profit.shape
-    best = 0.0
-    for pick in itertools.product(range(-1, m), repeat=n):
-        rows = [(i, j) for i, j in enumerate(pick) if j >= 0]
-        if any(not np.isfinite(profit[i, j]) for i, j in rows):
-            continue
-        if sum(cost[i, j] for i, j in rows) <= budget + 1e-9:
-            best = max(best, sum(profit[i, j] for i, j in rows))
-    return best
+    none = np.array([])
+    return _brute_force_limited(profit, cost, budget, np.full(len(profit), -1), none, none)
 
 
 instances = st.integers(1, 5).flatmap(lambda n: st.integers(1, 3).flatmap(lambda m: st.tuples(

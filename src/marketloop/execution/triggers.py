@@ -360,23 +360,25 @@ class TriggerEngine:
     # A held fire whose claim fails again stays held without failing the call: an event
     # that fires nothing of its own is not refused for another customer's trigger.
     def _claimed(self, found: list[tuple[Fire, float]]) -> list[Fire]:
-        def claim(fire: Fire, ttl: float) -> bool:
-            return self.once.claim(fire.key, ttl, fire.ts)
+        """:meth:`_aclaimed` with the store's blocking ``claim``: the coroutine never
+        suspends, so it runs to its end at the first step."""
+        steps = self._aclaimed(found, blocking=True)
+        try:
+            steps.send(None)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        steps.close()
+        raise RuntimeError("a blocking trigger claim suspended")
 
-        fires = self._claim_pending_sync(claim)
-        for i, (fire, ttl) in enumerate(found):
-            try:
-                won = claim(fire, ttl)
-            except Exception:
-                self._keep_pending([(f, 0.0, True) for f in fires]
-                                   + [(f, t, False) for f, t in found[i:]])
-                raise
-            if won:
-                fires.append(fire)
-        return fires
+    async def _aclaimed(self, found: list[tuple[Fire, float]], *,
+                        blocking: bool = False) -> list[Fire]:
+        """The fires of ``found`` this engine wins, after the ones held from an outage.
 
-    async def _aclaimed(self, found: list[tuple[Fire, float]]) -> list[Fire]:
-        aclaim = getattr(self.once, "aclaim", None)
+        A held fire that still cannot be claimed stays held (never raises); a claim of a new
+        fire that fails holds it, the rest of ``found`` and the fires won so far, then
+        raises.
+        """
+        aclaim = None if blocking else getattr(self.once, "aclaim", None)
 
         async def claim(fire: Fire, ttl: float) -> bool:
             if aclaim is not None:
@@ -400,19 +402,6 @@ class TriggerEngine:
                 self._keep_pending([(f, 0.0, True) for f in fires]
                                    + [(f, t, False) for f, t in found[i:]])
                 raise
-            if won:
-                fires.append(fire)
-        return fires
-
-    def _claim_pending_sync(self, claim: Callable[[Fire, float], bool]) -> list[Fire]:
-        fires: list[Fire] = []
-        waiting = self._take_pending()
-        for i, (fire, ttl, won) in enumerate(waiting):
-            try:
-                won = won or claim(fire, ttl)
-            except Exception:
-                self._keep_pending(waiting[i:])
-                break
             if won:
                 fires.append(fire)
         return fires
