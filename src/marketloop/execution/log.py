@@ -112,14 +112,7 @@ class DecisionLog:
 
     def decision(self, d: Decision, context: dict | None = None) -> None:
         """Queue a decision (and keep it for lookups)."""
-        row = {"decision_id": d.decision_id, "customer_id": d.customer_id,
-               "ts": d.ts.astimezone(dt.UTC).replace(tzinfo=None), "policy": d.policy,
-               "action": d.action, "propensity": d.propensity,
-               "reasons": {"reasons": d.reasons, "context": context or {},
-                           "campaign": d.campaign, "degraded": d.degraded,
-                           "chosen": d.chosen, "chosen_propensity": d.chosen_propensity,
-                           "refused": d.refused, "format": d.format,
-                           "product_id": d.product_id, "dispatch": d.dispatch}}
+        row = _as_row(d, context)
         self._recent[d.decision_id] = (d, context)  # answered as JSON only when looked up
         if len(self._order) == self._order.maxlen:
             self._recent.pop(self._order[0], None)
@@ -251,8 +244,21 @@ class DecisionLog:
         write_rows(self.warehouse_url, rows)
 
 
+def _as_row(d: Decision, context: dict | None) -> dict:
+    """A decision as the ``decisions`` table keeps it: what :func:`_as_answer` reads back."""
+    return {"decision_id": d.decision_id, "customer_id": d.customer_id,
+            "ts": d.ts.astimezone(dt.UTC).replace(tzinfo=None), "policy": d.policy,
+            "action": d.action, "propensity": d.propensity,
+            "reasons": {"reasons": d.reasons, "context": context or {},
+                        "campaign": d.campaign, "degraded": d.degraded,
+                        "chosen": d.chosen, "chosen_propensity": d.chosen_propensity,
+                        "refused": d.refused, "format": d.format,
+                        "product_id": d.product_id, "dispatch": d.dispatch}}
+
+
 def _as_answer(row: dict) -> dict:
-    """A ``decisions`` row as ``POST /v1/decide`` answered it (what the row keeps of it)."""
+    """A ``decisions`` row (:func:`_as_row`) as ``POST /v1/decide`` answered it, with its
+    context: the decision is rebuilt, so the answer's shape is :meth:`Decision.to_json`'s."""
     extra = row.get("reasons")
     if isinstance(extra, str):
         try:
@@ -260,21 +266,18 @@ def _as_answer(row: dict) -> dict:
         except ValueError:
             extra = {"reasons": [extra]}
     extra = extra if isinstance(extra, dict) else {}
-    ts = row["ts"].replace(tzinfo=dt.UTC).isoformat()
     offer, _, channel = str(row["action"]).partition("@")
-    action = None if not channel else {
-        "offer": offer, "channel": channel, "format": extra.get("format"),
-        "product_id": extra.get("product_id"), "send_at": ts,
-        "dispatch": extra.get("dispatch") or "caller"}
     chosen_propensity = extra.get("chosen_propensity")
-    return {"decision_id": row["decision_id"], "customer_id": row["customer_id"], "ts": ts,
-            "policy": row["policy"], "action": action, "propensity": row["propensity"],
-            "reasons": list(extra.get("reasons") or []),
-            "campaign": extra.get("campaign") or "default",
-            "degraded": bool(extra.get("degraded")), "chosen": extra.get("chosen"),
-            "chosen_propensity": (row["propensity"] if chosen_propensity is None
-                                  else chosen_propensity),
-            "context": extra.get("context") or {}}
+    decision = Decision(
+        row["decision_id"], row["customer_id"], row["ts"].replace(tzinfo=dt.UTC),
+        row["policy"], offer if channel else None, channel or None, row["propensity"],
+        list(extra.get("reasons") or []), extra.get("campaign") or "default",
+        degraded=bool(extra.get("degraded")), format=extra.get("format"),
+        product_id=extra.get("product_id"), dispatch=extra.get("dispatch") or "caller",
+        chosen=extra.get("chosen"),
+        chosen_propensity=(row["propensity"] if chosen_propensity is None
+                           else chosen_propensity))
+    return {**decision.to_json(), "context": extra.get("context") or {}}
 
 
 def write_rows(warehouse_url: str, rows: list[tuple[str, dict]]) -> None:
