@@ -6,7 +6,9 @@ the run exercises validation and the decision path rather than the key check alo
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -18,7 +20,8 @@ from marketloop.execution.service import create_app
 
 KEY = "schema-key-0123456789"
 os.environ.setdefault("MARKETLOOP_API_KEY", KEY)
-_TMP = Path(tempfile.mkdtemp(prefix="marketloop-schema-"))
+_TMP = Path(tempfile.mkdtemp(prefix="marketloop-schema-"))  # at import: the schema needs the app
+atexit.register(shutil.rmtree, _TMP, True)
 _CONFIG = ServiceConfig(outbox=_TMP / "outbox.sqlite", load_consents=False,
                         api_keys=[{"key": KEY, "name": "schema"}])
 app = create_app(_CONFIG, warehouse_url=None)
