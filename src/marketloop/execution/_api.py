@@ -102,8 +102,6 @@ class EventBatch(BaseModel):
     events: list[EventIn] = Field(min_length=1)
 
 
-
-
 class DecideIn(_Someone):
     """A decision request: who, where they are and what they do (``context``)."""
 
