@@ -339,7 +339,7 @@ def test_bad_parameters_are_config_errors(params: dict, message: str) -> None:
 
 def test_context_of_wrong_width_is_a_schema_error() -> None:
     policy = LinUCB(K).fit(np.zeros((5, D)), [0] * 5, [1.0] * 5)
-    with pytest.raises(SchemaError, match=re.escape("expected a context of 3 features; "
+    with pytest.raises(SchemaError, match=re.escape("expected a finite context of 3 features; "
                                                     "found 2 features.")):
         policy.choose([1.0, 2.0])
 
@@ -410,3 +410,27 @@ def test_no_learned_attributes_before_use() -> None:
     for policy in [*(make() for make in POLICIES.values()), BernoulliTS(3), Uniform(3),
                    VWPolicy(3)]:
         assert not [k for k in vars(policy) if k.endswith("_")], type(policy).__name__
+
+
+@pytest.mark.parametrize("policy", ["LinUCB", "LinTS", "EpsilonGreedy", "VWPolicy"])
+def test_a_context_with_a_missing_value_is_refused_and_leaves_the_policy_as_it_was(
+        policy: str) -> None:
+    """A NaN in a live context (a missing profile value) is an error at choose and update:
+    learnt, it would make every later distribution NaN and the saved state unloadable."""
+    import marketloop.strategy.bandits as bandits
+
+    rng = np.random.default_rng(0)
+    X, A = rng.normal(size=(200, 3)), rng.integers(0, 3, 200)
+    R = (rng.random(200) < 0.3).astype(float)
+    p = getattr(bandits, policy)(ActionSet.grid(offer=["none", "pct10", "pct20"]),
+                                 random_state=0).fit(X, A, R)
+    before = p.action_probabilities(X[:5])
+    bad = np.array([0.5, np.nan, 1.0])
+    for call in (lambda: p.choose(bad), lambda: p.update(bad, 1, 1.0),
+                 lambda: p.partial_fit(np.vstack([X[:2], bad]), [0, 1, 2], [0.0, 1.0, 1.0])):
+        with pytest.raises(SchemaError, match=r"finite contexts? of 3 features; found (3 "
+                           r"features, non-finite at position\(s\) 1|shape \(3, 3\) with "
+                           r"NaN/inf in row\(s\) 3)"):
+            call()
+    np.testing.assert_array_equal(p.action_probabilities(X[:5]), before)
+    assert np.isfinite(p.choose(X[0]).propensity)

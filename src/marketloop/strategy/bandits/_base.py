@@ -150,3 +150,12 @@ class BasePolicy(BaseEstimator):  # type: ignore[misc]
 
     def _params_dict(self) -> dict[str, object]:
         return dict(self.get_params(deep=False))
+
+
+def context_found(v: np.ndarray) -> str:
+    """What a context vector holds, for an error: its length and any non-finite values."""
+    bad = np.flatnonzero(~np.isfinite(v))
+    if not len(bad):
+        return f"{len(v)} features"
+    return (f"{len(v)} features, non-finite at position(s) "
+            f"{', '.join(str(i) for i in bad[:5])} ({', '.join(str(v[i]) for i in bad[:5])})")

@@ -10,7 +10,13 @@ import pandas as pd
 
 from marketloop.exceptions import ConfigError, SchemaError, describe
 from marketloop.strategy.bandits._actions import ActionSet, Value, as_action_set
-from marketloop.strategy.bandits._base import Allowed, BasePolicy, Choice, sample_index
+from marketloop.strategy.bandits._base import (
+    Allowed,
+    BasePolicy,
+    Choice,
+    context_found,
+    sample_index,
+)
 from marketloop.strategy.bandits._guardrails import Guardrails
 from marketloop.strategy.bandits._persist import state_array
 from marketloop.strategy.bandits._ridge import DisjointRidge, SharedRidge
@@ -87,9 +93,11 @@ class LinearPolicy(BasePolicy):
             M = M[:, None] if n_rows == len(M) and n_rows != 1 else M[None, :]
         self._ensure(M.shape[1])
         if M.shape[1] != self.n_features_in_ or not np.isfinite(M).all():
+            rows = np.flatnonzero(~np.isfinite(M).all(axis=1)) + 1
             raise SchemaError(describe(where, f"finite contexts of {self.n_features_in_} "
                                        "features", f"shape {M.shape}" + (
-                                           "" if np.isfinite(M).all() else " with NaN/inf")))
+                                           "" if not len(rows) else " with NaN/inf in row(s) "
+                                           + ", ".join(map(str, rows[:5])))))
         if self.fit_intercept:
             M = np.column_stack([np.ones(len(M)), M])
         return M
@@ -100,9 +108,12 @@ class LinearPolicy(BasePolicy):
             x = x[self.feature_names_in_]
         v = np.zeros(0) if x is None else np.asarray(x, dtype=np.float64).ravel()
         self._ensure(len(v))
-        if len(v) != self.n_features_in_:
-            raise SchemaError(describe(where, f"a context of {self.n_features_in_} features",
-                                       f"{len(v)} features"))
+        if len(v) != self.n_features_in_ or not np.isfinite(v).all():
+            # a NaN here would poison the model for good (a Sherman-Morrison update)
+            raise SchemaError(describe(where, f"a finite context of {self.n_features_in_} "
+                                       "features", context_found(v),
+                                       "" if np.isfinite(v).all() else "Impute missing "
+                                       "profile values before deciding or learning."))
         if not self.fit_intercept:
             return v
         z = np.empty(len(v) + 1)
@@ -274,3 +285,4 @@ class LinearPolicy(BasePolicy):
         self.n_updates_ = int(state.get("n_updates", 0))  # type: ignore[call-overload]
         if "feature_names_in" in state:
             self.feature_names_in_ = list(state["feature_names_in"])  # type: ignore[call-overload]
+

@@ -186,5 +186,6 @@ def state_array(state: dict[str, object], key: str, shape: tuple[int, ...], *,
     arr = np.asarray(state[key], dtype=np.float64)
     if arr.shape != shape or not np.isfinite(arr).all():
         raise ConfigError(describe(where, f'"{key}" of shape {shape} with finite values',
-                                   f"shape {arr.shape}"))
+                                   f"shape {arr.shape}" if arr.shape != shape else
+                                   f"{int((~np.isfinite(arr)).sum())} NaN or inf values"))
     return arr

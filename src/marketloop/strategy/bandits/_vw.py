@@ -18,7 +18,13 @@ import numpy as np
 
 from marketloop.exceptions import ConfigError, SchemaError, describe
 from marketloop.strategy.bandits._actions import as_action_set
-from marketloop.strategy.bandits._base import Allowed, BasePolicy, Choice, sample_index
+from marketloop.strategy.bandits._base import (
+    Allowed,
+    BasePolicy,
+    Choice,
+    context_found,
+    sample_index,
+)
 from marketloop.strategy.bandits._guardrails import Guardrails
 from marketloop.strategy.bandits._linear import Actions
 from marketloop.strategy.bandits._persist import register
@@ -115,7 +121,9 @@ class VWPolicy(BasePolicy):
         self._ensure(len(v))
         if len(v) != self.n_features_in_ or not np.isfinite(v).all():
             raise SchemaError(describe(where, f"a finite context of {self.n_features_in_} "
-                                       "features", f"{len(v)} features"))
+                                       "features", context_found(v),
+                                       "" if np.isfinite(v).all() else "Impute missing "
+                                       "profile values before deciding or learning."))
         return "shared |S " + " ".join(
             f"{n}:{val:.9g}" for n, val in zip(self._context_names, v, strict=True))
 
@@ -156,10 +164,13 @@ class VWPolicy(BasePolicy):
         """Learn one reward; ``propensity`` defaults to VW's current probability of it."""
         shared = self._shared(x, where="VWPolicy.update")
         a = int(action)
-        if not 0 <= a < len(self.action_set_):
+        if not 0 <= a < len(self.action_set_) or not np.isfinite(float(reward)) or (
+                propensity is not None and not 0 < float(propensity) <= 1):
             raise ConfigError(describe("VWPolicy.update",
-                                       f"an action in [0, {len(self.action_set_) - 1}]",
-                                       str(action)))
+                                       f"an action in [0, {len(self.action_set_) - 1}], a "
+                                       "finite reward and a propensity in (0, 1]",
+                                       f"action {action}, reward {reward}, propensity "
+                                       f"{propensity}"))
         if propensity is None:
             propensity = float(self._pmf(shared, np.ones(len(self.action_set_), bool))[a])
         lines = list(self._action_lines)
