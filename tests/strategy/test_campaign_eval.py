@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from marketloop.exceptions import ConfigError
+from marketloop.exceptions import ConfigError, MarketloopWarning
 from marketloop.simulate import Market
 from marketloop.strategy.allocate import Allocation
 from marketloop.strategy.campaign_eval import (
@@ -48,6 +48,20 @@ def test_uplift_targeting_beats_the_rfm_rule_and_random(comparison) -> None:
     r_diff, r_low, _ = comparison.difference("uplift", "random")
     assert r_low > 0, t
     assert t.loc["uplift", "share_low"] <= t.loc["uplift", "share"] <= t.loc["uplift", "share_high"]
+    assert comparison.notes == []
+
+
+def test_a_test_too_small_to_teach_the_model_is_said_not_passed_off_as_a_plan() -> None:
+    """3,000 customers: ~300 per arm. The calibrated model finds no offer that pays, and the
+    comparison says why instead of leaving a plan of nobody to be read as a result."""
+    small = Market(n_customers=3_000, n_days=365, random_state=0).simulate(
+        ("customers", "orders"))
+    with pytest.warns(MarketloopWarning, match=r"the uplift plan sends nothing: its "
+                      r"randomised test had \d+ to \d+ customers per arm \(5 arms\)"):
+        result = evaluate_on_simulator(small, n_bootstrap=50)
+    assert result.table.loc["uplift", "customers"] == 0 and len(result.notes) == 1
+    arms = result.log["arm"].value_counts()
+    assert f"{arms.min():,} to {arms.max():,} customers per arm" in result.notes[0]
 
 
 def test_true_value_sums_the_simulators_profit_of_what_is_sent(shop) -> None:

@@ -314,6 +314,8 @@ def _campaign_section(doc: Report, c: CampaignFigures) -> None:
         f"random targeting {t.loc['random', 'share']:.0%}; uplift minus RFM "
         f"{diff:+.0%} [{low:+.0%}, {high:+.0%}]."
     )
+    for note in c.comparison.notes:  # e.g. a shop too small for the test to teach the model
+        doc.add_text(f"**Note:** {note[0].upper()}{note[1:]}.")
     doc.add_chart(plan_share_chart(t), caption="True incremental profit, share of the oracle's")
     table = t.reset_index()[["plan", "customers", "cut", "planned_spend", "true_spend",
                              "true_profit", "share", "share_low", "share_high"]]

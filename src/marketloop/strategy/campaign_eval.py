@@ -11,6 +11,7 @@ on some customers, an uplift model fit on it, and the four plans for the other c
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, clone
 
-from marketloop.exceptions import ConfigError, SchemaError, describe
+from marketloop.exceptions import ConfigError, MarketloopWarning, SchemaError, describe
 from marketloop.simulate import Shop, Truth
 from marketloop.strategy._sim_plans import (
     RFM_PRIORITY,
@@ -61,6 +62,9 @@ class PlanComparison:
     log : pandas.DataFrame or None
         The randomised test the uplift model learnt from (``arm``, ``converted``, indexed
         by ``customer_id``), when :func:`evaluate_on_simulator` ran one.
+    notes : list of str
+        What a reader should know first, e.g. that the uplift plan did worse than random
+        targeting because its test was too small (each is also a ``MarketloopWarning``).
     """
 
     table: pd.DataFrame
@@ -68,6 +72,7 @@ class PlanComparison:
     budget: float
     plans: dict[str, Allocation] = field(default_factory=dict)
     log: pd.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
 
     def difference(self, a: str, b: str, *, confidence: float = 0.95
                    ) -> tuple[float, float, float]:
@@ -345,10 +350,17 @@ def evaluate_on_simulator(
     PlanComparison
         Rows ``oracle``, ``uplift``, ``rfm``, ``random`` (and ``observable_ceiling``).
 
+    Warns
+    -----
+    MarketloopWarning
+        If the uplift plan sends nothing or earns less than random targeting: the test is
+        then most likely too small for the model (a few hundred customers per arm), and
+        ``notes`` says so with the test's arm sizes.
+
     Examples
     --------
     >>> from marketloop.simulate import Market
-    >>> shop = Market(n_customers=3_000, n_days=365, random_state=0).simulate(
+    >>> shop = Market(n_customers=8_000, n_days=365, random_state=0).simulate(
     ...     ("customers", "orders"))
     >>> result = evaluate_on_simulator(shop, n_bootstrap=50)
     >>> t = result.table
@@ -384,7 +396,27 @@ def evaluate_on_simulator(
         plans["observable_ceiling"] = allocate(profit, cost, budget=budget)
     result = compare_plans(plans, truth, offers, n_bootstrap=n_bootstrap,
                            random_state=random_state)
-    return replace(result, log=log)
+    notes = _uplift_notes(result.table, log)
+    for note in notes:
+        warnings.warn(note, MarketloopWarning, stacklevel=2)
+    return replace(result, log=log, notes=notes)
+
+
+def _uplift_notes(table: pd.DataFrame, log: pd.DataFrame) -> list[str]:
+    """A note when the uplift plan sends nothing or earns less than random targeting."""
+    arms = log["arm"].value_counts()
+    size = (f"its randomised test had {int(arms.min()):,} to {int(arms.max()):,} customers "
+            f"per arm ({len(arms)} arms)")
+    if int(table.loc["uplift", "customers"]) == 0:
+        return [f"the uplift plan sends nothing: {size}, and the model found no offer "
+                "expected to pay; a larger test would tell the effects apart (see "
+                "`marketloop experiment design`)"]
+    uplift, random = float(table.loc["uplift", "share"]), float(table.loc["random", "share"])
+    if uplift < random:
+        return [f"the uplift plan earned less than random targeting ({uplift:.0%} against "
+                f"{random:.0%} of the oracle's profit): {size}, most likely too few for the "
+                "model to rank customers (see `marketloop experiment design`)"]
+    return []
 
 
 def _cost(truth: Truth, offers: OfferBook, customers: pd.Index,
