@@ -370,3 +370,67 @@ def test_online_retail_as_the_spreadsheet_copies_write_it(tmp_path: Path) -> Non
                       ("536368", None, "2010-12-01 18:34:59")]
     assert customers == [("17850",)]  # 17850.0 is the same customer
     assert json.loads(raw)["InvoiceDate"] == "13/45/2010 8:34"  # kept as written
+
+
+def _pg_tables(pg_url: str) -> dict[str, int]:
+    """Row counts of the tables in the test schema (temporary tables are not in it)."""
+    import psycopg
+
+    schema = pg_url.split("search_path%3D")[1]
+    with psycopg.connect(pg_url.split("?")[0]) as con:
+        names = [r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+            (schema,)).fetchall()]
+        return {n: con.execute(f'SELECT count(*) FROM "{schema}"."{n}"').fetchone()[0]
+                for n in names}
+
+
+def test_two_ingests_at_once_into_postgresql_store_each_row_once(tmp_path: Path,
+                                                                 pg_url: str) -> None:
+    """Both runs compare with the warehouse before either writes; the advisory lock makes
+    the second wait for the first's commit, so it finds every row a duplicate. (Without it,
+    this export was stored twice: 1,506 orders for 753 ids.)"""
+    shop = tmp_path / "shop"
+    made = marketloop("simulate", "--out", str(shop), "--customers", "300", "--days", "60",
+                      "--seed", "3", "--dirty-rate", "0.05")
+    assert made.returncode == 0, made.stderr
+    assert marketloop("init", "--warehouse", pg_url).returncode == 0
+    procs = [subprocess.Popen([sys.executable, "-m", "marketloop", "ingest", str(shop),
+                               "--warehouse", pg_url, "--json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outs]
+    reports = sorted((json.loads(out) for out, _ in outs), key=lambda r: r["accepted"])
+    assert reports[0]["accepted"] == 0 and reports[1]["accepted"] > 0
+    import psycopg
+
+    schema = pg_url.split("search_path%3D")[1]
+    with psycopg.connect(pg_url.split("?")[0]) as con:
+        for table, key in (("orders", "order_id"), ("customers", "customer_id"),
+                           ("order_lines", "order_id, line_no")):
+            n, distinct = con.execute(f'SELECT count(*), count(DISTINCT ({key})) FROM '
+                                      f'"{schema}".{table}').fetchone()
+            assert n == distinct > 0, (table, n, distinct)
+
+
+def test_a_run_killed_on_postgresql_leaves_no_staging_tables(tmp_path: Path,
+                                                             pg_url: str) -> None:
+    _big_lines_file(tmp_path / "order_lines.csv", 100_000)
+    files = [str(tmp_path / "orders.csv"), str(tmp_path / "order_lines.csv")]
+    assert marketloop("init", "--warehouse", pg_url).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "marketloop", "ingest", *files,
+                             "--warehouse", pg_url], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    time.sleep(4.0)  # reading, staging and writing 400,000 rows takes longer
+    assert proc.poll() is None, "the run ended before the kill: make the file larger"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while True:  # the server ends the killed client's session once it sees the socket close
+        counts = _pg_tables(pg_url)
+        if not [n for n in counts if n.startswith("_ml_")] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert [n for n in counts if n.startswith("_ml_")] == [], counts
+    assert counts["orders"] in (0, 100_000) and counts["order_lines"] in (0, 300_000)

@@ -256,6 +256,9 @@ def ingest(
                 prepared.append(_prepare(scratch, con, plan, run_id, hashes[plan.path]))
         say("writing to the warehouse")
         with wh.unordered_writes(con), wh.transaction(con):
+            # another run's comparisons with the warehouse must see this one's rows, or two
+            # concurrent runs both add them (PostgreSQL; a DuckDB file has one writer)
+            wh.serialise_writes(con, "ingest")
             for item in prepared:
                 publish_file(
                     con,

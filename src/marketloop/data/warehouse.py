@@ -452,12 +452,11 @@ def insert_values(con: BaseBackend, table: str, row: dict[str, object]) -> None:
 def stage_table(con: BaseBackend, name: str, data: object) -> ibis.Table:
     """Put a pyarrow table or pandas frame into the warehouse as a staging table.
 
-    DuckDB gets a temporary table; PostgreSQL a regular one (Ibis commits when it writes
-    there), which the caller drops with :func:`drop_staging`.
+    A temporary table on either backend: it ends with the session, so a process killed
+    mid-run leaves no copy of the data behind (the caller drops it sooner with
+    :func:`drop_staging`). On PostgreSQL, Ibis commits when it creates one.
     """
-    if backend_of(con) == "duckdb":
-        return con.create_table(name, data, temp=True)
-    return con.create_table(name, data)
+    return con.create_table(name, data, temp=True)
 
 
 def drop_staging(con: BaseBackend, names: list[str]) -> None:
