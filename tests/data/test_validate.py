@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from marketloop.data._validate import (
@@ -88,6 +88,37 @@ def test_timestamps_with_any_offset_land_in_utc(when: dt.datetime, hours: int) -
     assert got._reason.isna().all()
     want = when.replace(tzinfo=offset).astimezone(dt.UTC).replace(tzinfo=None)
     assert got.ordered_at.iloc[0].to_pydatetime() == want
+
+
+def _order(i: int, when: str) -> dict[str, str]:
+    return {"order_id": f"O{i}", "customer_id": "C1", "ordered_at": when, "currency": "EUR",
+            "status": "paid", "amount": "1"}
+
+
+@given(st.lists(st.sampled_from([
+    ("2024-01-01 10:00:00", dt.datetime(2024, 1, 1, 10)),
+    ("2024-07-01T10:00", dt.datetime(2024, 7, 1, 10)),
+    ("2024-07-01", dt.datetime(2024, 7, 1)),
+    ("2100-12-31 23:59:59", dt.datetime(2100, 12, 31, 23, 59, 59)),
+    ("2024-03-01 10:00:00 Europe/Paris", dt.datetime(2024, 3, 1, 9)),
+    ("2024-07-01 10:00:00 America/New_York", dt.datetime(2024, 7, 1, 14)),
+    ("2024-01-01T10:00:00Z", dt.datetime(2024, 1, 1, 10)),
+    ("2024-01-01 10:00:00-05", dt.datetime(2024, 1, 1, 15)),
+    (" 2024-01-01T10:00:00+02:00 ", dt.datetime(2024, 1, 1, 8)),
+]), min_size=1, max_size=40), st.integers(0, 2_100))
+@settings(max_examples=25)
+def test_a_named_zone_does_not_move_the_zone_less_times_after_it(
+        texts: list[tuple[str, dt.datetime]], padding: int) -> None:
+    """DuckDB 1.5's zone-aware cast read the zone-less texts after one with a named zone in
+    that zone, to the end of its vector: each text must land at its own UTC time."""
+    rows = [_order(0, "2024-03-01 10:00:00 Europe/Paris")]
+    rows += [_order(1 + i, "2024-01-01 10:00:00") for i in range(padding)]
+    rows += [_order(10_000 + i, text) for i, (text, _) in enumerate(texts)]
+    got = run(ORDERS, rows)
+    assert got._reason.isna().all()
+    want = ([dt.datetime(2024, 3, 1, 9)] + [dt.datetime(2024, 1, 1, 10)] * padding
+            + [when for _, when in texts])
+    assert [t.to_pydatetime() for t in got.ordered_at] == want
 
 
 @given(st.text(min_size=1, max_size=20))

@@ -132,7 +132,7 @@ def _parse(
         folded = folded.upper() if col.name == "currency" else folded.lower()
         return folded, ~folded.isin(col.allowed), None
     if col.kind == "timestamp":
-        value = text.try_cast(ibis.dtype("timestamp('UTC')")).cast("timestamp")
+        value = _timestamp(text)
         year = value.year()
         return value, value.isnull(), (year < MIN_YEAR) | (year > MAX_YEAR)
     if col.kind == "bool":
@@ -145,6 +145,23 @@ def _parse(
     pattern = INT_PATTERN if col.kind == "int" else DECIMAL_PATTERN
     value = ibis.ifelse(matches(pattern), text, ibis.null("string")).try_cast(col.ibis_type)
     return value, value.isnull(), _bounds(col, value)
+
+
+def _timestamp(text: ir.StringValue) -> ir.TimestampValue:
+    """A date or date-time text as a UTC timestamp: converted from its offset or zone, read
+    as UTC without one.
+
+    Only texts that carry a zone go through DuckDB's zone-aware cast: in DuckDB 1.5 a text
+    with a named zone (``2024-03-01 10:00:00 Europe/Paris``) made the same cast read the
+    zone-less texts after it, up to the end of the vector (2,048 rows), in that zone.
+    A zone is an offset (``+02:00``, ``-05``) after the date or a trailing letter (``Z``,
+    ``UTC``, ``Europe/Paris``).
+    """
+    value = text.strip()
+    tail, last = value.substr(10), value.right(1)
+    zoned = tail.contains("+") | tail.contains("-") | (last.upper() != last.lower())
+    return ibis.ifelse(zoned, value.try_cast(ibis.dtype("timestamp('UTC')")).cast("timestamp"),
+                       value.try_cast("timestamp"))
 
 
 def _bounds(col: Column, value: ir.NumericValue) -> ir.BooleanValue | None:
