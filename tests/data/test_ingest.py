@@ -202,6 +202,28 @@ def test_row_numbers_count_records_the_reader_refused(tmp_path: Path) -> None:
     assert q.reason.tolist()[-1] == "not_allowed:currency"
 
 
+def test_json_lines_as_exporters_write_them(tmp_path: Path) -> None:
+    """A key first seen far down the file (null keys left out), a byte-order mark, and
+    numbers as JSON numbers (2.0, 1e-04): read as a CSV of the same values would be."""
+    con = connect("duckdb://")
+    ingest([write(tmp_path / "orders.csv", ORDERS_HEADER, orders_rows(300))], con=con)
+    lines = []
+    for i in range(300):
+        line = {"order_id": f"O{i}", "line_no": 1.0, "product_id": "P1", "quantity": 2.0,
+                "unit_price": 1e-04 if i == 0 else 12.5}
+        if i >= 250:  # the first 250 have no discount at all
+            line["discount"] = 0.5
+        lines.append(json.dumps(line))
+    path = tmp_path / "order_lines.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode() + b"\n")
+    report = ingest([path], con=con)
+    assert (report.read, report.accepted, report.quarantined) == (300, 300, 0), report.reasons
+    got = con.table("order_lines").to_pandas()
+    assert int((got["discount"].astype(float) == 0.5).sum()) == 50
+    assert got["quantity"].eq(2).all() and got["line_no"].eq(1).all()
+    assert float(got.loc[got.order_id == "O0", "unit_price"].iloc[0]) == 0.0001
+
+
 def test_orphan_row_numbers_in_json_lines_are_not_moved_by_refused_lines(tmp_path: Path) -> None:
     # JSON Lines records carry their number from the reader; the CSV reader's shift past
     # refused records must not apply to them (an orphan after a bad line kept its number)

@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import io
 import json
+import math
 import uuid
 import zlib
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 import ibis
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 from ibis.backends import BaseBackend
@@ -234,14 +236,19 @@ def _delimiter(header: str) -> str:
         return ","
 
 
-def _jsonl_columns(path: Path, probe: int = 200) -> list[str]:
+def _jsonl_columns(path: Path) -> list[str]:
+    """Every key of the file's objects, in the order first seen.
+
+    All lines are read: exporters often leave out a key whose value is null, so a column
+    may first appear far down the file (a probe of the first lines lost such columns).
+    """
     columns: dict[str, None] = {}
     with _open(path) as fh:
-        for i, line in enumerate(fh):
-            if i >= probe:
-                break
+        for line in fh:
+            if not line.strip():
+                continue
             try:
-                record = json.loads(line)
+                record = json.loads(line.removeprefix(b"\xef\xbb\xbf"))
             except ValueError:
                 continue
             if isinstance(record, dict):
@@ -251,7 +258,7 @@ def _jsonl_columns(path: Path, probe: int = 200) -> list[str]:
             describe(
                 str(path),
                 "JSON Lines: one JSON object per line",
-                "no JSON object in its first lines",
+                "no JSON object on any line",
             )
         )
     return list(columns)
@@ -400,8 +407,8 @@ def _stage_jsonl(scratch: BaseBackend, path: Path, columns: list[str], tag: str)
             if not raw.strip():
                 continue  # blank lines are not records
             row_no += 1
-            try:
-                text = raw.decode("utf-8")
+            try:  # a byte-order mark may open the file, as in CSV
+                text = raw.decode("utf-8-sig" if row_no == 1 else "utf-8")
             except UnicodeDecodeError:
                 rejects.append(
                     (row_no, "invalid_encoding", raw.decode("utf-8", "replace").rstrip("\n"))
@@ -430,10 +437,14 @@ def _stage_jsonl(scratch: BaseBackend, path: Path, columns: list[str], tag: str)
 
 
 def _json_text(value: object) -> str | None:
+    """A JSON value as the text a CSV field would hold: numbers in positional notation
+    (``1.0`` is ``1``, ``1e-05`` is ``0.00001``), so they meet the same contracts."""
     if value is None:
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and math.isfinite(value):
+        return np.format_float_positional(value, trim="-")
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
