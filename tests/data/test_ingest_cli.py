@@ -434,3 +434,23 @@ def test_a_run_killed_on_postgresql_leaves_no_staging_tables(tmp_path: Path,
         time.sleep(0.2)
     assert [n for n in counts if n.startswith("_ml_")] == [], counts
     assert counts["orders"] in (0, 100_000) and counts["order_lines"] in (0, 300_000)
+
+
+def test_parquet_with_nan_inf_or_huge_floats_quarantines_those_rows(tmp_path: Path) -> None:
+    """One NaN (as pyarrow writes it, not a null), inf or 1e19 in a float column is a bad
+    row, not a file that cannot be read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    amounts = [10.0, float("nan"), float("inf"), 1e19, 12.5]
+    pq.write_table(pa.table({
+        "order_id": [f"O{i}" for i in range(5)], "customer_id": ["C1"] * 5,
+        "ordered_at": ["2025-01-01T08:00:00Z"] * 5, "currency": ["EUR"] * 5,
+        "status": ["paid"] * 5, "amount": pa.array(amounts, pa.float64())}),
+        tmp_path / "orders.parquet")
+    result = marketloop("ingest", str(tmp_path / "orders.parquet"), "--warehouse",
+                        f"duckdb:///{tmp_path}/w.duckdb", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["read"], report["accepted"], report["quarantined"]) == (5, 2, 3)
+    assert set(report["reasons"]) <= {"malformed:amount", "out_of_range:amount"}

@@ -392,8 +392,10 @@ def _as_text(column: ibis.Value, dtype: ibis.DataType) -> ibis.Value:
     """
     if not dtype.is_floating():
         return column.cast("string")
-    whole = (column == column.round(0)) & (column.abs() < 1e15)
-    return ibis.cases((whole, column.cast("int64").cast("string")),
+    # no cast to an integer before the test (Ibis' round(0) is one): NaN, inf or 1e19
+    # would refuse the whole file; they are the row's problem (malformed, out of range)
+    whole = (column.abs() < 1e15) & ((column % 1) == 0)
+    return ibis.cases((whole, column.try_cast("int64").cast("string")),
                       else_=column.cast("string"))
 
 
