@@ -454,3 +454,13 @@ def test_parquet_with_nan_inf_or_huge_floats_quarantines_those_rows(tmp_path: Pa
     report = json.loads(result.stdout)
     assert (report["read"], report["accepted"], report["quarantined"]) == (5, 2, 3)
     assert set(report["reasons"]) <= {"malformed:amount", "out_of_range:amount"}
+
+
+def test_a_gzip_file_named_csv_is_read_by_its_bytes(tmp_path: Path, orders_csv: Path) -> None:
+    disguised = tmp_path / "export.csv"  # a download that kept the wrong name
+    disguised.write_bytes(gzip.compress(orders_csv.read_bytes()))
+    result = marketloop("ingest", str(disguised), "--warehouse",
+                        f"duckdb:///{tmp_path}/w.duckdb", "--json")
+    assert result.returncode == 0, result.stderr
+    counts = json.loads(result.stdout)
+    assert (counts["read"], counts["accepted"], counts["quarantined"]) == (41, 40, 1)

@@ -153,6 +153,12 @@ def _open(path: Path) -> io.BufferedIOBase:
     return raw  # type: ignore[return-value]
 
 
+def _head_raw(path: Path, n: int) -> bytes:
+    """The first ``n`` bytes as stored (compressed files not decompressed)."""
+    with path.open("rb") as fh:
+        return fh.read(n)
+
+
 def _head_bytes(path: Path, n: int) -> bytes:
     try:
         with _open(path) as fh:
@@ -314,6 +320,8 @@ def _stage_csv_duckdb(
             rejects_table=rejects_table,
             rejects_scan=rejects_scan,
             max_line_size=1 << 22,
+            # by its bytes, not its name: a gzip file named .csv is still read
+            compression="gzip" if _head_raw(path, 2) == b"\x1f\x8b" else "none",
         )
     except Exception as exc:  # duckdb.Error: the reader could not make sense of the file
         raise IngestError(
