@@ -464,3 +464,12 @@ def test_a_gzip_file_named_csv_is_read_by_its_bytes(tmp_path: Path, orders_csv: 
     assert result.returncode == 0, result.stderr
     counts = json.loads(result.stdout)
     assert (counts["read"], counts["accepted"], counts["quarantined"]) == (41, 40, 1)
+
+
+def test_a_postgresql_schema_that_does_not_exist_is_named(pg_server_url: str) -> None:
+    url = f"{pg_server_url}?options=-csearch_path%3Dno_such_schema_here"
+    for args in (["init"], ["ingest", "nothing.csv"]):
+        result = marketloop(*args, "--warehouse", url)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert ("expected a schema 'no_such_schema_here' in database 'test'; found no such "
+                'schema. Create it first: CREATE SCHEMA "no_such_schema_here"') in result.stderr

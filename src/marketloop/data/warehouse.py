@@ -191,6 +191,14 @@ def _connect_postgres(url: str) -> BaseBackend:
                 schema = item.split("=", 1)[1]
     con = ibis.postgres.connect(**kwargs)  # type: ignore[arg-type]
     if schema:
+        found = con.con.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s",
+                                (schema,)).fetchone()
+        con.con.commit()
+        if found is None:  # PostgreSQL would fall back to no schema, then fail table by table
+            con.disconnect()
+            raise ConfigError(describe(
+                f"warehouse {url}", f"a schema {schema!r} in database {kwargs['database']!r}",
+                "no such schema", f'Create it first: CREATE SCHEMA "{schema}"'))
         con.raw_sql(f'SET search_path TO "{schema}"')
         con.con.commit()
     con.raw_sql("SET TIME ZONE 'UTC'")
