@@ -372,6 +372,30 @@ def test_online_retail_as_the_spreadsheet_copies_write_it(tmp_path: Path) -> Non
     assert json.loads(raw)["InvoiceDate"] == "13/45/2010 8:34"  # kept as written
 
 
+def test_online_retail_stock_codes_become_ids_or_are_quarantined(tmp_path: Path) -> None:
+    """A padded code is the same product; a code that cannot be an id is quarantined, as a
+    canonical products file's would be; BANK CHARGES is BANK_CHARGES."""
+    path = tmp_path / "retail.csv"
+    head = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+    rows = ["536365,85123A,HEART,6,2010-12-01 08:26,2.55,17850,United Kingdom",
+            "536366,  85123A ,HEART,1,2010-12-01 09:00,2.55,17850,United Kingdom",
+            "536367,#123,HASH,1,2010-12-01 09:10,1.00,17850,United Kingdom",
+            "536368,ABC$,DOLLAR,1,2010-12-01 09:20,1.00,17850,United Kingdom",
+            "536369,BANK CHARGES,Bank Charges,1,2010-12-01 09:30,15.00,17850,United Kingdom"]
+    path.write_text(head + "\n".join(rows) + "\n")
+    db = tmp_path / "w.duckdb"
+    result = marketloop("ingest", str(path), "--warehouse", f"duckdb:///{db}", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["reasons"] == {"malformed:StockCode": 2} and report["accepted"] == 3
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        products = con.sql("select product_id, category from products order by 1").fetchall()
+    finally:
+        con.close()
+    assert products == [("85123A", "merchandise"), ("BANK_CHARGES", "fee")]
+
+
 def _pg_tables(pg_url: str) -> dict[str, int]:
     """Row counts of the tables in the test schema (temporary tables are not in it)."""
     import psycopg

@@ -24,6 +24,7 @@ import ibis.expr.types as ir
 from marketloop.data.adapters._base import Adapter, Derived
 from marketloop.data.schema import (
     CUSTOMERS,
+    ID_PATTERN,
     ORDER_LINES,
     ORDERS,
     PRODUCTS,
@@ -101,7 +102,8 @@ class OnlineRetailAdapter(Adapter):
 
         - ``InvoiceDate`` as ``12/1/2010 8:26`` (month/day/year, as the spreadsheet
           export writes it) becomes ``2010-12-01 08:26:00``;
-        - ``CustomerID`` as ``17850.0`` (a spreadsheet's number) becomes ``17850``.
+        - ``CustomerID`` as ``17850.0`` (a spreadsheet's number) becomes ``17850``;
+        - ``StockCode`` loses surrounding spaces (``" 85123A "`` is ``85123A``).
         """
         date = rows.InvoiceDate.cast("string").strip()
         parts = [date.re_extract(_US_DATE, i) for i in range(1, 6)]
@@ -110,7 +112,8 @@ class OnlineRetailAdapter(Adapter):
                + hour.lpad(2, "0") + ":" + minute + ":" + date.re_extract(_US_DATE, 6)
                .nullif("").fill_null("00"))
         usable = date.re_search(_US_DATE) & iso.try_cast("timestamp").notnull()
-        changes = {"InvoiceDate": ibis.ifelse(usable, iso, rows.InvoiceDate)}
+        changes = {"InvoiceDate": ibis.ifelse(usable, iso, rows.InvoiceDate),
+                   "StockCode": rows.StockCode.cast("string").strip()}
         if "CustomerID" in rows.columns:
             cid = rows.CustomerID.cast("string")
             changes["CustomerID"] = ibis.ifelse(cid.re_search(r"^[0-9]+\.0+$"),
@@ -120,7 +123,10 @@ class OnlineRetailAdapter(Adapter):
     def checks(self, values: dict[str, ir.Value]) -> list[tuple[ir.BooleanValue, str]]:
         invoice, quantity = values["InvoiceNo"], values["Quantity"]
         credit = invoice.startswith("C")
+        # the product id it becomes must be an id like any other (BANK CHARGES: BANK_CHARGES)
+        product = values["StockCode"].replace(" ", "_")
         return [
+            (~product.re_search(ID_PATTERN), "malformed:StockCode"),
             (invoice.startswith("A"), "not_a_sale:adjustment_invoice"),
             (quantity == 0, "out_of_range:Quantity"),
             (~credit & (quantity < 0), "negative_quantity:not_a_credit_note"),
