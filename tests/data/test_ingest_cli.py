@@ -396,6 +396,46 @@ def test_online_retail_stock_codes_become_ids_or_are_quarantined(tmp_path: Path)
     assert products == [("85123A", "merchandise"), ("BANK_CHARGES", "fee")]
 
 
+def test_online_retail_in_monthly_files_builds_the_warehouse_one_file_does(
+        tmp_path: Path) -> None:
+    """A customer and a product seen in both months keep their first day (and the
+    customer the country of it); a product the second month only refunds keeps its price
+    and name."""
+    head = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+    december = ["536365,85123A,HEART,6,2010-12-01 08:26,2.55,17850,United Kingdom",
+                "536365,71053,LANTERN,2,2010-12-01 08:26,3.39,17850,United Kingdom",
+                "536366,71053,LANTERN,1,2010-12-05 10:00,3.39,12345,France"]
+    january = ["536401,85123A,HEART,1,2011-01-04 09:00,2.95,17850,EIRE",
+               "C536402,71053,,1,2011-01-05 09:00,3.39,12345,France",
+               "536403,22633,WARMER,3,2011-01-06 09:00,1.85,17850,EIRE"]
+    (tmp_path / "dec.csv").write_text(head + "\n".join(december) + "\n")
+    (tmp_path / "jan.csv").write_text(head + "\n".join(january) + "\n")
+    (tmp_path / "all.csv").write_text(head + "\n".join(december + january) + "\n")
+    tables = {}
+    for name, files in (("one", ["all.csv"]), ("two", ["dec.csv", "jan.csv"]),
+                        ("runs", ["dec.csv"])):
+        db = tmp_path / f"{name}.duckdb"
+        result = marketloop("ingest", *(str(tmp_path / f) for f in files), "--warehouse",
+                            f"duckdb:///{db}")
+        assert result.returncode == 0, result.stderr
+        if name == "runs":  # the second month in a later run
+            later = marketloop("ingest", str(tmp_path / "jan.csv"), "--warehouse",
+                               f"duckdb:///{db}")
+            assert later.returncode == 0, later.stderr
+        con = duckdb.connect(str(db), read_only=True)
+        try:
+            tables[name] = {t: con.sql(f"select * from {t} order by all").fetchall()
+                            for t in ("customers", "products", "orders", "order_lines")}
+        finally:
+            con.close()
+    assert tables["two"] == tables["one"] and tables["runs"] == tables["one"]
+    customers = {r[0]: r for r in tables["one"]["customers"]}
+    assert str(customers["17850"][1]) == "2010-12-01 08:26:00" and customers["17850"][2] == (
+        "United Kingdom")
+    lantern = next(r for r in tables["one"]["products"] if r[0] == "71053")
+    assert lantern[2] == "LANTERN" and float(lantern[3]) == 3.39
+
+
 def _pg_tables(pg_url: str) -> dict[str, int]:
     """Row counts of the tables in the test schema (temporary tables are not in it)."""
     import psycopg

@@ -98,6 +98,10 @@ def _write_table(
     existing = wh.ref(contract.name)
     n_duplicates = n_replaced = 0
     if wh.fetch(con, existing.select(*key).limit(1)):
+        if d.earliest or d.known:  # materialised: the stored rows it reads may be replaced
+            good = wh.create_temp_as(con, f"_ml_merged_{tag}",
+                                     _merge_stored(good, existing, key, d))
+            temps.append(f"_ml_merged_{tag}")
         theirs = existing.select(*[existing[c].name(f"_e_{c}") for c in names])
         joined = good.inner_join(theirs, [good[k] == theirs[f"_e_{k}"] for k in key])
         same = ibis.and_(*[joined[c].identical_to(joined[f"_e_{c}"]) for c in names])
@@ -109,7 +113,8 @@ def _write_table(
             wh.delete_keys(con, contract.name, matched.filter(~matched._same).select(*key))
         if n_duplicates:
             good = good.anti_join(matched.filter(matched._same), key)
-    wh.insert_select(con, contract.name, good.select(*names))
+    defaults = {c: good[c].fill_null(v) for c, v in d.known if v is not None}
+    wh.insert_select(con, contract.name, good.mutate(**defaults).select(*names))
     for name in temps:
         wh.drop_table(con, name)
     return {
@@ -117,6 +122,33 @@ def _write_table(
         "replaced": n_replaced,
         "duplicates": n_duplicates,
     }
+
+
+def _merge_stored(rows: ibis.Table, existing: ibis.Table, key: list[str],
+                  d: Derived) -> ibis.Table:
+    """``rows`` with what the stored rows of the same key know better.
+
+    Where a stored row is earlier in ``d.earliest[0]``, that column and the ones after it
+    take the stored values (a later file does not move a customer's first purchase); a
+    null in a ``d.known`` column takes the stored value.
+    """
+    known = [c for c, _ in d.known]
+    theirs = existing.select(*[existing[k].name(f"_k_{k}") for k in key],
+                             *[existing[c].name(f"_e_{c}") for c in (*d.earliest, *known)])
+    joined = rows.left_join(theirs, [rows[k] == theirs[f"_k_{k}"] for k in key])
+    older = ibis.literal(False)
+    if d.earliest:
+        stamp = d.earliest[0]
+        older = joined[f"_e_{stamp}"].notnull() & (joined[f"_e_{stamp}"] < joined[stamp])
+
+    def merged(c: str) -> ir.Value:
+        if c in d.earliest:
+            return ibis.ifelse(older, joined[f"_e_{c}"], joined[c]).name(c)
+        if c in known:
+            return joined[c].fill_null(joined[f"_e_{c}"]).name(c)
+        return joined[c]
+
+    return joined.select(*[merged(c) for c in rows.columns])
 
 
 def _count(con: BaseBackend, table: ibis.Table) -> int:

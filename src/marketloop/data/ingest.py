@@ -17,7 +17,7 @@ import datetime as dt
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import ibis
@@ -465,7 +465,7 @@ def _upload(
     for i, d in enumerate(derived):
         name = f"_ml_stage_{tag}_{i}"
         moved.append(
-            Derived(d.contract, wh.stage_table(con, name, d.table.to_pyarrow()), d.row_table)
+            replace(d, table=wh.stage_table(con, name, d.table.to_pyarrow()))
         )
         names.append(name)
     qname = f"_ml_stage_{tag}_q"

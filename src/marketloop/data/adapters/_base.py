@@ -24,11 +24,22 @@ class Derived:
     row_table : bool
         True for the one table whose rows stand 1:1 for the file's rows: its outcome
         (added, duplicate, quarantined) is the file's row accounting.
+    earliest : tuple of str
+        For rows summarised from events (a customer's first purchase, a product's launch):
+        the timestamp column that keeps its earliest value when a stored row has the same
+        key, followed by the columns that go with it (the region of that first purchase).
+        Empty: the file's row replaces the stored one.
+    known : tuple of (str, object)
+        Columns a file may not know (a product's price when it sold nothing at a price in
+        that file), with the value to write when neither the file nor a stored row does: a
+        null in the file keeps the stored value.
     """
 
     contract: TableContract
     table: ibis.Table
     row_table: bool = False
+    earliest: tuple[str, ...] = ()
+    known: tuple[tuple[str, object], ...] = ()
 
 
 class Adapter:

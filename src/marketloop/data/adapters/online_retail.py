@@ -174,14 +174,19 @@ class OnlineRetailAdapter(Adapter):
         products = rows.group_by("product_id").aggregate(
             category=rows._category.max(),
             name=rows.Description.argmax(rows._row_no, where=rows.Description.notnull()),
-            price=rows.UnitPrice.argmax(rows._row_no, where=sale).fill_null(0),
+            price=rows.UnitPrice.argmax(rows._row_no, where=sale),  # null: no sale here
             cost=ibis.null("decimal(18, 4)"),
             currency=ibis.literal(CURRENCY),
             launched=rows.InvoiceDate.min(),
         )
         return [
-            Derived(CUSTOMERS, customers.select(*CUSTOMERS.names)),
-            Derived(PRODUCTS, products.select(*PRODUCTS.names)),
+            # a customer first seen in an earlier file keeps that day and its country
+            Derived(CUSTOMERS, customers.select(*CUSTOMERS.names),
+                    earliest=("first_seen", "region")),
+            # ... and a product its first day; a file without its name or a sale at a price
+            # keeps the stored ones (price 0 if never sold at one)
+            Derived(PRODUCTS, products.select(*PRODUCTS.names), earliest=("launched",),
+                    known=(("name", None), ("price", 0))),
             Derived(ORDERS, orders.select(*ORDERS.names)),
             Derived(ORDER_LINES, lines.select(*ORDER_LINES.names, "_row_no"), row_table=True),
         ]
