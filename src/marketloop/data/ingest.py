@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -33,7 +34,7 @@ from marketloop.data._readers import FileKind, Staged, content_hash, file_kind, 
 from marketloop.data._validate import raw_json, validate
 from marketloop.data.adapters import Adapter, Derived, detect
 from marketloop.data.schema import TableContract
-from marketloop.exceptions import IngestError, describe
+from marketloop.exceptions import IngestError, MarketloopWarning, describe
 
 #: Called with a step description as a run moves on; the CLI draws a progress bar from it.
 Progress = Callable[[str], None]
@@ -270,6 +271,7 @@ def ingest(
                     started=started,
                 )
                 _check_accounting(item.report)
+                _warn_split_invoices(item.report)
     finally:
         hasher.shutdown(cancel_futures=True)
         for item in prepared:
@@ -471,6 +473,19 @@ def _upload(
     qname = f"_ml_stage_{tag}_q"
     q = wh.stage_table(con, qname, quarantine.to_pyarrow())
     return moved, q, [*names, qname]
+
+
+def _warn_split_invoices(report: FileReport) -> None:
+    """Online Retail lines that replaced stored lines of another content: most likely an
+    invoice split across files (line numbers restart in each file, docs/ingest.md)."""
+    replaced = report.tables.get("order_lines", {}).get("replaced", 0)
+    if report.adapter == "online-retail" and replaced:
+        warnings.warn(
+            f"{report.path}: {replaced:,} line{'s' if replaced != 1 else ''} replaced stored "
+            "lines of the same invoice and line number with other content. If the files "
+            "split an invoice, its lines are now those of the last file: load each "
+            "invoice's lines in one file (a split by date never splits one).",
+            MarketloopWarning, stacklevel=3)
 
 
 def _check_accounting(report: FileReport) -> None:
