@@ -86,6 +86,11 @@ BAD_FILES = {
         ORDERS_HEADER.encode() + b"\nO1,C1,2025,EUR,paid,1\r\nO2\x00\x00,C1,2025,EUR,paid\r1\n",
         "stray carriage returns.csv: expected a readable CSV file",
     ),
+    "utf16": (
+        (ORDERS_HEADER + "\nO1,C1,2025-01-01,EUR,paid,1\n").encode("utf-16"),
+        "utf16.csv: expected UTF-8 text; found UTF-16 (a byte-order mark or NUL bytes in the "
+        "header). Save it as UTF-8",
+    ),
     "truncated gzip": (
         gzip.compress(
             "\n".join(

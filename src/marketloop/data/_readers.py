@@ -208,6 +208,12 @@ def peek_columns(path: Path, kind: FileKind) -> list[str]:
             return list(pq.read_schema(path).names)
         if kind == "jsonl":
             return _jsonl_columns(path)
+        head = _head_bytes(path, 4)
+        if head[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in head:
+            raise IngestError(describe(  # Excel's "Unicode text" is UTF-16
+                str(path), "UTF-8 text", "UTF-16 (a byte-order mark or NUL bytes in the header)",
+                "Save it as UTF-8 (in Excel: CSV UTF-8), or convert it with "
+                "iconv -f UTF-16 -t UTF-8."))
         first = _first_line_text(path)
     except (OSError, EOFError, pa.ArrowException) as exc:
         raise IngestError(
