@@ -222,7 +222,7 @@ def _report(
     )
     doc.add_chart(segment_sizes_chart(summary), caption="Customers per segment")
     doc.add_chart(segment_values_chart(summary), caption="Value per segment")
-    doc.add_table(summary.round(2), caption="Segment summary")
+    doc.add_table(summary, caption="Segment summary")  # shown to 3 places, not rounded to 2 first
     return doc
 
 
@@ -270,8 +270,10 @@ def _season_section(doc: Report, season: SeasonFigures) -> None:
         "epsilon-greedy), by a fixed A/B/n test that splits customers evenly over the actions, and "
         "by the oracle that knows every customer's true response. The same customers on the "
         "same days, and the same random outcomes, for every policy. "
-        f"{best} earned {gain:+.0%} profit over the A/B/n test; its regret (true expected "
-        f"profit left to the oracle) was {regret_share:.0%} of the oracle's profit. Every "
+        f"{best} earned {gain:+.0%} profit over the A/B/n test; its regret (per decision, "
+        "the true expected profit of the best action less that of its choice, summed; the "
+        "customers' states follow each policy's own past contacts, so it is not the gap to "
+        f"the oracle's total) was {regret_share:.0%} of the oracle's profit. Every "
         "choice was logged with its propensity, for off-policy evaluation of the next policy "
         "(docs/ope.md)."
     )
