@@ -404,3 +404,23 @@ def test_load_model_refuses_other_files(tmp_path) -> None:
         load_model(old)
     with pytest.raises(NotFittedError):
         TLearner().save(tmp_path / "unfitted.joblib")
+
+
+def test_nobody_to_score_is_an_empty_answer_not_a_lightgbm_error() -> None:
+    from marketloop.predict import ChurnModel, NextPurchaseModel
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(400, 3)), columns=list("abc"))
+    t, y = rng.choice(["control", "pct10"], 400), (rng.random(400) < 0.3).astype(int)
+    for learner in (TLearner, XLearner, DRLearner, ClassTransformation):
+        got = learner(random_state=0).fit(X, t, y).predict(X.iloc[:0])
+        assert got.shape == (0, 1) and list(got.columns) == ["pct10"], learner
+    churned = pd.Series(y, index=X.index)
+    churn = ChurnModel(n_estimators=20, features=list("abc"), random_state=0).fit(X, churned)
+    assert churn.predict(X.iloc[:0]).empty and churn.contributions(X.iloc[:0]).shape == (0, 4)
+    labels = pd.DataFrame({"purchased": y, "days_to_next": rng.integers(1, 30, 400)},
+                          index=X.index)
+    nxt = NextPurchaseModel(n_estimators=20, features=list("abc"), random_state=0).fit(X, labels)
+    assert nxt.predict(X.iloc[:0]).empty and nxt.expected_days(X.iloc[:0]).empty
+    with pytest.raises(SchemaError, match="at least one profile row to learn from"):
+        ChurnModel(features=list("abc")).fit(X.iloc[:0], churned.iloc[:0])

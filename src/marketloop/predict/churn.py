@@ -60,6 +60,9 @@ def _labels(y: pd.Series, index: pd.Index, where: str, name: str) -> np.ndarray:
         raise SchemaError(describe(where, f"a {name} label for every profile row",
                                    f"{len(missing):,} missing, first {missing[0]!r}"))
     values = y.loc[index].to_numpy()
+    if not len(values):
+        raise SchemaError(describe(where, "at least one profile row to learn from",
+                                   "an empty frame"))
     if pd.isna(values).any() or not np.isin(values, (0, 1)).all():
         raise SchemaError(describe(where, f"{name} labels 0 or 1",
                                    f"{pd.unique(values[:1000])[:5].tolist()}"))
@@ -159,6 +162,8 @@ class _BoostedClassifier(BaseEstimator):
     def _proba(self, profiles: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         check_fitted(self)
         X = self._frame(profiles, self.feature_names_in_, "predict")
+        if X.empty:  # nobody to score: LightGBM refuses an empty matrix
+            return X, np.empty(0)
         return X, self.calibrated_.predict_proba(X)[:, 1]
 
     def predict(self, profiles: pd.DataFrame) -> pd.Series:
@@ -170,7 +175,7 @@ class _BoostedClassifier(BaseEstimator):
         """The booster's uncalibrated log-odds (what :meth:`contributions` adds up to)."""
         check_fitted(self)
         X = self._frame(profiles, self.feature_names_in_, "predict_raw")
-        raw = self.booster_.predict(X, raw_score=True)
+        raw = self.booster_.predict(X, raw_score=True) if len(X) else np.empty(0)
         return pd.Series(raw, index=X.index, name="log_odds")
 
     def contributions(self, profiles: pd.DataFrame) -> pd.DataFrame:
@@ -181,8 +186,10 @@ class _BoostedClassifier(BaseEstimator):
         """
         check_fitted(self)
         X = self._frame(profiles, self.feature_names_in_, "contributions")
-        values = self.booster_.predict(X, pred_contrib=True)
-        return pd.DataFrame(values, index=X.index, columns=[*self.feature_names_in_, "bias"])
+        columns = [*self.feature_names_in_, "bias"]
+        values = (self.booster_.predict(X, pred_contrib=True) if len(X)
+                  else np.empty((0, len(columns))))
+        return pd.DataFrame(values, index=X.index, columns=columns)
 
     def score(self, profiles: pd.DataFrame, y: pd.Series) -> float:
         """ROC AUC of :meth:`predict` against the 0/1 labels ``y``."""

@@ -104,5 +104,6 @@ class NextPurchaseModel(_BoostedClassifier):
         """
         check_fitted(self)
         X = self._frame(profiles, self.feature_names_in_, "expected_days")
-        days = np.clip(self.regressor_.predict(X), 0.0, float(self.horizon_days))
+        days = np.clip(self.regressor_.predict(X) if len(X) else np.empty(0), 0.0,
+                       float(self.horizon_days))
         return pd.Series(days, index=X.index, name="days_to_next")

@@ -170,8 +170,11 @@ class UpliftModel(BaseEstimator):
         """
         check_fitted(self)
         frame = self._encode(X, f"{type(self).__name__}.predict", fitting=False)
-        values = self._predict_arms(frame)
         columns = pd.Index(self.treatments_, name="treatment")
+        if len(frame) == 0:  # nobody to score (the base models refuse an empty matrix)
+            return pd.DataFrame(np.empty((0, len(columns))), index=frame.index,
+                                columns=columns)
+        values = self._predict_arms(frame)
         return pd.DataFrame(values, index=frame.index, columns=columns)
 
     def save(self, path: str | os.PathLike[str]) -> None:
