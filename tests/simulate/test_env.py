@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
+import pytest
 
-from marketloop.simulate import Market, MarketEnv, random_campaign
+from marketloop.exceptions import SchemaError
+from marketloop.simulate import Market, MarketEnv, random_campaign, true_response
 
 Z = 4.0
 
@@ -58,3 +62,41 @@ def test_historical_bias_under_serves_one_region() -> None:
     c = m.random_campaign(0.5, random_state=0)
     east = c.features["region"] == "east"
     assert c.treated[east].mean() < 0.5 * c.treated[~east].mean()
+
+
+@pytest.mark.parametrize(("column", "value", "words"), [
+    ("offer", "pct50", "offer: expected one of ['none', 'pct10', 'pct20', 'freeship', "
+                       "'no_contact']; found 'pct50' on row 1"),
+    ("offer", None, "offer: expected one of"),
+    ("channel", "fax", "channel: expected one of ['email', 'sms', 'push', 'app', 'no_contact']"),
+    ("send_hour", 99, "send_hour: expected an hour from 0 to 23; found 99 on row 1"),
+    ("send_hour", float("nan"), "send_hour: expected an hour from 0 to 23; found nan"),
+    ("format", "gif", "format: expected one of ['plain', 'visual', 'personal']; found 'gif'"),
+])
+def test_a_decision_outside_the_catalogue_is_refused_not_valued(
+        shop, column: str, value: object, words: str) -> None:
+    env = MarketEnv(shop, random_state=0)
+    decisions = pd.DataFrame({"customer_id": env.customer_ids[:3], "offer": "pct10",
+                              "channel": "email", "send_hour": 10, "format": "plain"})
+    decisions[column] = value
+    day = env.day
+    for call in (env.step, env.expected):
+        with pytest.raises(SchemaError, match=re.escape(words)):
+            call(decisions)
+    with pytest.raises(SchemaError, match=re.escape(words)):
+        true_response(env._truth, decisions["customer_id"], decisions.drop(columns="customer_id"))
+    assert env.day == day  # nothing happened
+
+
+def test_a_day_with_nobody_to_contact_steps_the_market(shop) -> None:
+    env = MarketEnv(shop, random_state=0)
+    empty = pd.DataFrame({"customer_id": pd.Series([], dtype=object), "offer": [],
+                          "channel": [], "send_hour": [], "format": []})
+    day, alive = env.day, env.alive.sum()
+    assert env.step(empty).empty and env.day == day + 1
+    assert env.alive.sum() <= alive  # the customers still buy and drop out on their own
+    with pytest.raises(SchemaError, match="expected a DataFrame with columns customer_id"):
+        env.step({"customer_id": ["c1"]})
+    no_contact = pd.DataFrame({"customer_id": env.customer_ids[:2], "offer": "no_contact",
+                               "channel": "no_contact", "send_hour": None, "format": None})
+    assert not env.step(no_contact)["delivered"].any()  # no hour or format needed

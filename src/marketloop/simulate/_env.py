@@ -7,7 +7,7 @@ import pandas as pd
 
 from marketloop.simulate._market import Market, Shop
 from marketloop.simulate._params import CHANNELS, GAMMA_GAMMA, NO_CONTACT, OFFERS, WEEK_DAYS
-from marketloop.simulate._response import ACTION_COLUMNS, response_arrays
+from marketloop.simulate._response import ACTION_COLUMNS, check_actions, response_arrays
 
 _WINDOW = 14  # days of contact history that count as recent
 
@@ -59,16 +59,16 @@ class MarketEnv:
         return self._contacts.sum(axis=1)
 
     def _prepare(self, decisions: pd.DataFrame) -> tuple[np.ndarray, dict, np.ndarray]:
-        missing = [c for c in ("customer_id", *ACTION_COLUMNS) if c not in decisions.columns]
-        if missing:
-            raise KeyError(f"MarketEnv.step decisions lack {missing}; "
-                           f"found {list(decisions.columns)}")
+        check_actions(decisions, where="MarketEnv decisions",
+                      columns=("customer_id", *ACTION_COLUMNS))
         pos = self.customer_ids.get_indexer(decisions["customer_id"].to_numpy(dtype=object))
         if (pos < 0).any():
-            raise KeyError("MarketEnv.step: unknown customer ids")
+            unknown = decisions["customer_id"].to_numpy(dtype=object)[pos < 0][:3].tolist()
+            raise KeyError(f"MarketEnv decisions: unknown customer ids, e.g. {unknown}")
         channel = decisions["channel"].to_numpy(dtype=object)
         offer = decisions["offer"].to_numpy(dtype=object)
-        ch_idx = np.array([CHANNELS.index(c) if c in CHANNELS else -1 for c in channel])
+        ch_idx = np.array([CHANNELS.index(c) if c in CHANNELS else -1 for c in channel],
+                          dtype=np.int64)  # an empty day too
         blocked = (ch_idx >= 0) & self.unsubscribed[pos, np.maximum(ch_idx, 0)]
         delivered = (ch_idx >= 0) & (offer != NO_CONTACT) & ~blocked
         eff_channel = np.where(delivered, channel, NO_CONTACT)

@@ -11,6 +11,7 @@ import pandas as pd
 from marketloop.simulate._params import (
     CHANNELS,
     CONTACT_COST,
+    FORMATS,
     NO_CONTACT,
     OFFER_DEPTH,
     OFFERS,
@@ -119,6 +120,50 @@ def response_arrays(
     }
 
 
+def check_actions(actions: object, *, where: str, columns: Sequence[str] = ACTION_COLUMNS
+                  ) -> pd.DataFrame:
+    """``actions`` as a frame whose offers, channels, hours and formats the simulator knows.
+
+    Raises
+    ------
+    SchemaError
+        A column missing, or a value outside the catalogue (named with the row), e.g. an
+        offer ``pct50``, a channel ``fax``, an hour 99 or NaN, a format ``gif``. Rows without
+        a contact (``no_contact`` offer or channel) need no hour or format.
+    """
+    from marketloop.exceptions import SchemaError, describe
+
+    if not isinstance(actions, pd.DataFrame):
+        raise SchemaError(describe(where, f"a DataFrame with columns {', '.join(columns)}",
+                                   type(actions).__name__))
+    missing = [c for c in columns if c not in actions.columns]
+    if missing:
+        raise SchemaError(describe(where, f"columns {', '.join(columns)}",
+                                   f"{', '.join(map(str, actions.columns))} ({', '.join(missing)} "
+                                   "missing)"))
+    offer = actions["offer"].to_numpy(dtype=object)
+    channel = actions["channel"].to_numpy(dtype=object)
+    contact = (offer != NO_CONTACT) & (channel != NO_CONTACT)
+    hour = pd.to_numeric(actions["send_hour"], errors="coerce").to_numpy(dtype=np.float64)
+    rules = [
+        ("offer", ~np.isin(offer, [*OFFERS, NO_CONTACT]), f"one of {[*OFFERS, NO_CONTACT]}"),
+        ("channel", ~np.isin(channel, [*CHANNELS, NO_CONTACT]),
+         f"one of {[*CHANNELS, NO_CONTACT]}"),
+        ("send_hour", contact & ~((hour >= 0) & (hour < 24)), "an hour from 0 to 23"),
+        ("format", contact & ~np.isin(actions["format"].to_numpy(dtype=object), FORMATS),
+         f"one of {list(FORMATS)}"),
+    ]
+    for column, bad, expected in rules:
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            value = actions[column].iloc[i]
+            value = value.item() if isinstance(value, np.generic) else value
+            raise SchemaError(describe(
+                f"{where} {column}", expected,
+                f"{value!r} on row {i + 1} ({int(bad.sum()):,} such rows)"))
+    return actions
+
+
 def true_response(
     truth: Truth,
     customer_ids: Sequence[str] | pd.Index | pd.Series,
@@ -167,9 +212,7 @@ def true_response(
     pos = truth.customers.index.get_indexer(ids)
     if (pos < 0).any():
         raise KeyError(f"unknown customer ids, e.g. {ids[pos < 0][:3].tolist()}")
-    missing = [c for c in ACTION_COLUMNS if c not in actions.columns]
-    if missing:
-        raise KeyError(f"actions lack columns {missing}; found {list(actions.columns)}")
+    check_actions(actions, where="true_response actions")
     act = actions[ACTION_COLUMNS].reset_index(drop=True)
     if len(act) == 1 and len(pos) != 1:
         act = act.loc[np.zeros(len(pos), dtype=np.int64)].reset_index(drop=True)
