@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -112,3 +114,33 @@ def test_complaints_rise_with_contact_frequency(shop) -> None:
     assert (busy["p_complaint"] > calm["p_complaint"]).all()
     assert (busy["p_unsubscribe"] > calm["p_unsubscribe"]).all()
     assert busy["p_complaint"].mean() > 3 * calm["p_complaint"].mean()
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ({"n_customers": 2.7}, "Market n_customers: expected a whole number >= 1; found 2.7"),
+    ({"n_customers": None}, "Market n_customers: expected a whole number >= 1; found None"),
+    ({"n_days": 1.5}, "Market n_days: expected a whole number >= 1; found 1.5"),
+    ({"n_products": 0}, "Market n_products: expected a whole number >= 1; found 0"),
+    ({"n_products": -3}, "Market n_products: expected a whole number >= 1; found -3"),
+    ({"history_share": 1.5}, "Market history_share: expected a share from 0 to 1; found 1.5"),
+    ({"history_share": float("nan")}, "Market history_share: expected a share from 0 to 1"),
+    ({"history_days": -10}, "Market history_days: expected a whole number >= 0; found -10"),
+    ({"random_state": -1}, "Market random_state: expected a whole number >= 0; found -1"),
+    ({"start": "not-a-date"}, "Market start: expected a date such as 2025-01-01"),
+    ({"scenarios": "small_shop"}, "found the text 'small_shop'. Pass ['small_shop']"),
+])
+def test_a_market_parameter_that_makes_no_sense_is_named(change: dict, words: str) -> None:
+    from marketloop.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        Market(**{"n_customers": 50, "n_days": 30, **change}).simulate(("customers",))
+
+
+def test_an_export_of_tables_that_do_not_exist_is_named(tmp_path) -> None:
+    from marketloop.simulate import write_export
+
+    shop = Market(n_customers=50, n_days=30).simulate(("customers",))
+    with pytest.raises(ValueError, match=r"write_export tables: expected a list of any of"):
+        write_export(shop, tmp_path, tables=("bogus",))
+    with pytest.raises(ValueError, match=r"write_export dirty_rate: expected a number in"):
+        write_export(shop, tmp_path, dirty_rate="0.1")

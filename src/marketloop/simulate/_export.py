@@ -89,9 +89,14 @@ def write_export(
     """
     if format not in ("csv", "parquet"):
         raise ValueError(f"write_export format: expected 'csv' or 'parquet'; found {format!r}.")
-    if not 0.0 <= dirty_rate <= 0.5:
-        raise ValueError(f"write_export dirty_rate: expected a value in [0, 0.5]; "
-                         f"found {dirty_rate}.")
+    if isinstance(dirty_rate, bool) or not isinstance(dirty_rate, (int, float, np.number)) \
+            or not 0.0 <= dirty_rate <= 0.5:
+        raise ValueError(f"write_export dirty_rate: expected a number in [0, 0.5]; "
+                         f"found {dirty_rate!r}.")
+    unknown = sorted(set(TABLES if tables is None else tables) - set(TABLES))
+    if unknown or isinstance(tables, str):
+        raise ValueError(f"write_export tables: expected a list of any of {TABLES}; "
+                         f"found {tables!r}.")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(random_state)

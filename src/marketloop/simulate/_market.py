@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pandas as pd
 
+from marketloop.exceptions import ConfigError, describe
 from marketloop.simulate._params import BGNBD, GAMMA_GAMMA, RESPONSE
 
 if TYPE_CHECKING:
@@ -55,6 +56,14 @@ class Shop:
 
 def _default_products(n_customers: int) -> int:
     return int(np.clip(round(500 * (n_customers / 20_000) ** 0.3), 40, 5_000))
+
+
+def _whole(name: str, value: object, *, low: int) -> int:
+    """``value`` as a whole number of at least ``low``, or a ConfigError naming ``name``."""
+    whole = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if not whole or int(value) < low:  # type: ignore[call-overload]
+        raise ConfigError(describe(f"Market {name}", f"a whole number >= {low}", repr(value)))
+    return int(value)  # type: ignore[call-overload]
 
 
 class Market:
@@ -110,18 +119,37 @@ class Market:
 
     def effective_params(self) -> dict[str, object]:
         """Validated sizes after scenarios (``small_shop`` caps customers, days, products)."""
+        if isinstance(self.scenarios, str):
+            raise ConfigError(describe("Market scenarios", "a list of scenario names",
+                                       f"the text {self.scenarios!r}",
+                                       f"Pass [{self.scenarios!r}]."))
         unknown = [s for s in self.scenarios if s not in SCENARIOS]
         if unknown:
-            raise ValueError(f"Market.scenarios: expected any of {SCENARIOS}; found {unknown}.")
-        n, days = int(self.n_customers), int(self.n_days)
-        if n < 1 or days < 1:
-            raise ValueError(f"Market: expected n_customers >= 1 and n_days >= 1; "
-                             f"found {n} and {days}.")
-        n_products = self.n_products or _default_products(n)
+            raise ConfigError(describe("Market scenarios", f"any of {SCENARIOS}", str(unknown)))
+        n = _whole("n_customers", self.n_customers, low=1)
+        days = _whole("n_days", self.n_days, low=1)
+        _whole("history_days", self.history_days, low=0)
+        if self.random_state is not None:
+            _whole("random_state", self.random_state, low=0)
+        share = self.history_share
+        if isinstance(share, bool) or not isinstance(share, (int, float, np.number)) or not (
+                np.isfinite(share) and 0.0 <= share <= 1.0):
+            raise ConfigError(describe("Market history_share", "a share from 0 to 1",
+                                       repr(share)))
+        try:
+            start = pd.Timestamp(self.start)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(describe("Market start", "a date such as 2025-01-01",
+                                       repr(self.start))) from exc
+        if pd.isna(start):
+            raise ConfigError(describe("Market start", "a date such as 2025-01-01",
+                                       repr(self.start)))
+        n_products = (_default_products(n) if self.n_products is None
+                      else _whole("n_products", self.n_products, low=1))
         if "small_shop" in self.scenarios:
             n, days, n_products = min(n, 300), min(days, 42), min(n_products, 60)
         return {"n_customers": n, "n_days": days, "n_products": int(n_products),
-                "start": pd.Timestamp(self.start).tz_localize(None).normalize()}
+                "start": start.tz_localize(None).normalize()}
 
     def simulate(self, tables: Sequence[str] | None = None, *,
                  full_truth: bool = True) -> Shop:
@@ -145,8 +173,8 @@ class Market:
         want = set(TABLES if tables is None else tables)
         unknown = want - set(TABLES)
         if unknown:
-            raise ValueError(f"Market.simulate tables: expected any of {TABLES}; "
-                             f"found {sorted(unknown)}.")
+            raise ConfigError(describe("Market.simulate tables", f"any of {TABLES}",
+                                       str(sorted(unknown))))
         return build_shop(self, want, full_truth=full_truth)
 
     def random_campaign(self, treat_share: float = 0.5, *, offer: str = "pct10",
