@@ -16,7 +16,7 @@ from lightgbm import LGBMClassifier, LGBMRegressor
 from scipy.stats import spearmanr
 from sklearn.base import clone
 
-from marketloop.exceptions import ConfigError, NotFittedError, SchemaError
+from marketloop.exceptions import ConfigError, MarketloopWarning, NotFittedError, SchemaError
 from marketloop.simulate import Market, random_campaign, true_response
 from marketloop.strategy.uplift import (
     ClassTransformation,
@@ -424,3 +424,20 @@ def test_nobody_to_score_is_an_empty_answer_not_a_lightgbm_error() -> None:
     assert nxt.predict(X.iloc[:0]).empty and nxt.expected_days(X.iloc[:0]).empty
     with pytest.raises(SchemaError, match="at least one profile row to learn from"):
         ChurnModel(features=list("abc")).fit(X.iloc[:0], churned.iloc[:0])
+
+
+def test_arms_too_small_for_the_default_model_are_warned_about() -> None:
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(120, 3)), columns=list("abc"))
+    t = np.where(rng.random(120) < 0.3, "control", "pct10")
+    y = (rng.random(120) < 0.3).astype(int)
+    with pytest.warns(MarketloopWarning, match=r"TLearner.fit: arms \{'control': \d+, 'pct10': "
+                      r"\d+\} have fewer than 100 rows"):
+        flat = TLearner(random_state=0).fit(X, t, y)
+    assert flat.predict(X)["pct10"].nunique() == 1  # what the warning is about
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MarketloopWarning)
+        from sklearn.linear_model import LogisticRegression
+
+        TLearner(base=LogisticRegression()).fit(X, t, y)  # a model for small data: no warning
+        ClassTransformation(random_state=0).fit(X, t, y)  # one model over every row

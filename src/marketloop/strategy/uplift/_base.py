@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Literal, Self
 
 import numpy as np
@@ -11,7 +12,7 @@ from lightgbm import LGBMClassifier, LGBMRegressor
 from sklearn.base import BaseEstimator, clone
 
 from marketloop._validation import check_fitted, check_frame
-from marketloop.exceptions import ConfigError, SchemaError, describe
+from marketloop.exceptions import ConfigError, MarketloopWarning, SchemaError, describe
 
 Outcome = Literal["auto", "binary", "continuous"]
 #: LightGBM settings suited to campaign data of a few thousand to a few million rows.
@@ -114,6 +115,8 @@ class UpliftModel(BaseEstimator):
     _outcomes: tuple[str, ...] = ("binary", "continuous")
     #: Rows each arm needs at least.
     _min_rows = 2
+    #: Whether an outcome model is fit on each arm's rows alone (not ClassTransformation).
+    _models_per_arm = True
 
     base: BaseEstimator | None
     control: object
@@ -151,8 +154,26 @@ class UpliftModel(BaseEstimator):
                                        f"a {self.outcome_} outcome",
                                        "Use TLearner, XLearner or DRLearner for amounts."))
         arms, self.treatments_ = self._arms(labels, y_arr, where)
+        self._warn_small_arms(arms, where)
         self._fit_arms(frame, arms, y_arr)
         return self
+
+    def _warn_small_arms(self, arms: np.ndarray, where: str) -> None:
+        """Warn when an arm is too small for the default LightGBM model to split at all:
+        that arm's model then predicts one mean, and the effects rank nobody."""
+        if self.base is not None or not self._models_per_arm:
+            return
+        need = 2 * int(LGBM_DEFAULTS["min_child_samples"])  # type: ignore[call-overload]
+        counts = np.bincount(arms, minlength=len(self.treatments_) + 1)
+        small = {label: int(n) for label, n in zip([self.control, *self.treatments_], counts,
+                                                  strict=True) if n < need}
+        if small:
+            warnings.warn(
+                f"{where}: arms {small} have fewer than {need} rows, the fewest the default "
+                "LightGBM models split (min_child_samples=50): their models predict one mean "
+                "each, so the effects do not rank customers. Pass base= a model for small "
+                "data (e.g. a LogisticRegression) or run a larger test.",
+                MarketloopWarning, stacklevel=3)
 
     def predict(self, X: pd.DataFrame | np.ndarray) -> pd.DataFrame:
         """Estimated effect of each treatment against control, per row.

@@ -148,6 +148,7 @@ class ClassTransformation(UpliftModel):
 
     outcome = "auto"  # detected; anything but 0/1 is refused with a hint
     _outcomes = ("binary",)
+    _models_per_arm = False  # one model on every row's transformed outcome
 
     def __init__(
         self,
