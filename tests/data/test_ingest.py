@@ -282,8 +282,21 @@ def test_bad_encoding_is_quarantined_not_fatal(tmp_path: Path) -> None:
             "latin-1"
         )
     )
-    report = ingest([path], con=connect("duckdb://"))
+    con = connect("duckdb://")
+    report = ingest([path], con=con)
     assert (report.accepted, report.reasons) == (1, {"invalid_encoding": 1})
+    # the raw row keeps the byte it could not read, escaped, not a replacement character
+    assert con.table("quarantine").to_pandas()["raw"].tolist() == [
+        "O2,C\\xe9,2025-01-01,EUR,paid,1"]
+    lines = tmp_path / "order_lines.jsonl"  # the same in JSON Lines
+    lines.write_bytes(b'{"order_id": "O1", "line_no": 1, "product_id": "P1", "quantity": 1, '
+                      b'"unit_price": 1}\n{"order_id": "O1", "line_no": 2, "product_id": '
+                      b'"P\xe9", "quantity": 1, "unit_price": 1}\n')
+    ingest([lines], con=con)
+    q = con.table("quarantine")
+    raw = q.filter((q.row_no == 2) & (q.table_name == "order_lines")).to_pandas()["raw"]
+    assert raw.tolist() == ['{"order_id": "O1", "line_no": 2, "product_id": "P\\xe9", '
+                            '"quantity": 1, "unit_price": 1}']
 
 
 def test_ingest_runs_record_the_counts(tmp_path: Path) -> None:

@@ -72,8 +72,10 @@ class Staged:
         rejects_table: str | None = None,
         rejects: pd.DataFrame | None = None,
         cleanup: tuple[str, ...] = (),
+        path: Path | None = None,
     ) -> None:
         self.scratch = scratch
+        self._path = path
         self.rows = rows
         self._rejects_table = rejects_table
         self._rejects = rejects
@@ -88,7 +90,7 @@ class Staged:
         """Refused records (``row_no``, ``reason``, ``raw``); call after ``rows`` was scanned."""
         if self._rejects is None:
             errors = self.scratch.table(self._rejects_table).to_pandas()
-            self._rejects = _csv_rejects(errors)
+            self._rejects = _csv_rejects(errors, self._path)
         return self._rejects
 
     def shifts(self) -> pd.DataFrame:
@@ -343,6 +345,7 @@ def _stage_csv_duckdb(
         source.mutate(_row_no=ibis.row_number() + 1),
         rejects_table=rejects_table,
         cleanup=(f"_ml_src_{tag}", rejects_table, rejects_scan),
+        path=path,
     )
 
 
@@ -350,17 +353,28 @@ def _no_rejects() -> pd.DataFrame:
     return pd.DataFrame({"row_no": pd.Series([], dtype="int64"), "reason": [], "raw": []})
 
 
-def _csv_rejects(errors: pd.DataFrame) -> pd.DataFrame:
+def _csv_rejects(errors: pd.DataFrame, path: Path | None = None) -> pd.DataFrame:
     if errors.empty:
         return _no_rejects()
     errors = errors.sort_values(["line", "column_idx"]).drop_duplicates("line")
+    reason = errors["error_type"].map(lambda e: CSV_REASONS.get(e, "malformed_row"))
+    raw = errors["csv_line"].astype("string")
+    if path is not None and "line_byte_position" in errors.columns:
+        # the reader's text of a record that is not UTF-8 has lost its bytes: read them
+        # again, undecodable bytes as \xNN escapes (M\xfcller, not M?ller)
+        lost = (reason == "invalid_encoding").to_numpy()
+        if lost.any():
+            raw = raw.copy()
+            with _open(path) as fh:
+                for i in np.flatnonzero(lost):
+                    fh.seek(int(errors["line_byte_position"].iloc[i]) - 1)  # 1-based
+                    line = fh.readline(1 << 22).rstrip(b"\r\n")
+                    raw.iloc[i] = line.decode("utf-8", "backslashreplace")
     return pd.DataFrame(
         {
             "row_no": errors["line"].astype("int64").to_numpy() - 1,  # header is line 1
-            "reason": errors["error_type"]
-            .map(lambda e: CSV_REASONS.get(e, "malformed_row"))
-            .to_numpy(),
-            "raw": errors["csv_line"].astype("string").to_numpy(),
+            "reason": reason.to_numpy(),
+            "raw": raw.to_numpy(),
         }
     )
 
@@ -426,9 +440,8 @@ def _stage_jsonl(scratch: BaseBackend, path: Path, columns: list[str], tag: str)
             try:  # a byte-order mark may open the file, as in CSV
                 text = raw.decode("utf-8-sig" if row_no == 1 else "utf-8")
             except UnicodeDecodeError:
-                rejects.append(
-                    (row_no, "invalid_encoding", raw.decode("utf-8", "replace").rstrip("\n"))
-                )
+                text = raw.decode("utf-8", "backslashreplace").rstrip("\n")  # \xNN kept
+                rejects.append((row_no, "invalid_encoding", text))
                 continue
             try:
                 record = json.loads(text)
