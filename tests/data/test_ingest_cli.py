@@ -555,3 +555,17 @@ def test_a_postgresql_schema_that_does_not_exist_is_named(pg_server_url: str) ->
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert ("expected a schema 'no_such_schema_here' in database 'test'; found no such "
                 'schema. Create it first: CREATE SCHEMA "no_such_schema_here"') in result.stderr
+
+
+def test_a_first_run_that_fails_on_postgresql_leaves_no_tables(tmp_path: Path,
+                                                              pg_url: str) -> None:
+    """As a fresh DuckDB file is removed: the canonical tables the run created are dropped
+    while empty; tables that were there before stay."""
+    bad = tmp_path / "orders.csv.gz"
+    bad.write_bytes(BAD_FILES["truncated gzip"][0])
+    failed = marketloop("ingest", str(bad), "--warehouse", pg_url)
+    assert failed.returncode == 2 and "truncated file" in failed.stderr, failed.stderr
+    assert _pg_tables(pg_url) == {}
+    assert marketloop("init", "--warehouse", pg_url).returncode == 0
+    assert marketloop("ingest", str(bad), "--warehouse", pg_url).returncode == 2
+    assert len(_pg_tables(pg_url)) == 11  # made by init, not by the failed run

@@ -155,14 +155,17 @@ _DATA_SUFFIXES = frozenset({".csv", ".gz", ".parquet", ".jsonl", ".json", ".ndjs
 
 @contextlib.contextmanager
 def discarded_if_failed(url: str) -> Iterator[BaseBackend]:
-    """Open ``url``; remove the DuckDB file if this block created it and then failed.
+    """Open ``url``; undo the warehouse's creation if this block created it and then failed.
 
     A first run that fails (a truncated file, a wrong header) leaves no warehouse behind,
-    rather than an empty one that the next command would take for a loaded shop.
+    rather than an empty one that the next command would take for a loaded shop: the DuckDB
+    file is removed; on PostgreSQL the canonical tables the block created are dropped while
+    they are still empty.
     """
     file = duckdb_file(url)
     fresh = file is not None and not file.exists()
     con = connect(url)
+    before = set(con.list_tables()) if backend_of(con) == "postgres" else set()
     try:
         yield con
     except BaseException:
@@ -170,7 +173,22 @@ def discarded_if_failed(url: str) -> Iterator[BaseBackend]:
             con.disconnect()
             for leftover in (file, file.with_name(file.name + ".wal")):
                 leftover.unlink(missing_ok=True)
+        elif backend_of(con) == "postgres":
+            _drop_new_empty_tables(con, before)
         raise
+
+
+def _drop_new_empty_tables(con: BaseBackend, before: set[str]) -> None:
+    """Drop the canonical tables made since ``before`` that hold no rows (best effort)."""
+    try:
+        con.con.rollback()
+        made = [t for t in TABLES if t not in before and t in set(con.list_tables())]
+        if made and all(not fetch(con, con.table(t).limit(1)) for t in made):
+            for name in made:
+                con.drop_table(name, force=True)
+            commit(con)
+    except Exception:  # the failure being reported matters more than this clean-up
+        pass
 
 
 def _connect_postgres(url: str) -> BaseBackend:
