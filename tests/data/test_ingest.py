@@ -288,6 +288,14 @@ def test_bad_encoding_is_quarantined_not_fatal(tmp_path: Path) -> None:
     # the raw row keeps the byte it could not read, escaped, not a replacement character
     assert con.table("quarantine").to_pandas()["raw"].tolist() == [
         "O2,C\\xe9,2025-01-01,EUR,paid,1"]
+    crlf = tmp_path / "windows.csv"  # an Excel export: cp1252 with CRLF line ends
+    crlf.write_bytes((ORDERS_HEADER + "\r\nO3,C1,2025-01-01,EUR,paid,1\r\nO4,M\xfcller,"
+                      "2025-01-01,EUR,paid,1\r\nO5,C1,2025-01-01,EUR,paid,1\r\nO6,\xe9,"
+                      "2025-01-01,EUR,paid,1\r\n").encode("cp1252"))
+    ingest([crlf], con=con)
+    q = con.table("quarantine")
+    assert q.filter(q.source.startswith("windows.csv")).order_by("row_no").to_pandas()[
+        "raw"].tolist() == ["O4,M\\xfcller,2025-01-01,EUR,paid,1", "O6,\\xe9,2025-01-01,EUR,paid,1"]
     lines = tmp_path / "order_lines.jsonl"  # the same in JSON Lines
     lines.write_bytes(b'{"order_id": "O1", "line_no": 1, "product_id": "P1", "quantity": 1, '
                       b'"unit_price": 1}\n{"order_id": "O1", "line_no": 2, "product_id": '
