@@ -200,3 +200,35 @@ def test_workers_writing_the_same_retries_to_postgresql_store_each_once(pg_url: 
                                f'"{schema}".outcomes').fetchone()
     assert events == (40 * rounds, 40 * rounds)
     assert outcomes == (40 * rounds, 40 * rounds)
+
+
+def test_a_log_writer_waits_for_an_ingest_writing_the_same_events(pg_url: str) -> None:
+    """Ingest holds the canonical tables' write locks to its commit; a writer flushing an
+    event the ingest is adding waits, then finds it stored and adds nothing."""
+    import threading
+
+    import psycopg
+
+    from marketloop.data import warehouse as wh
+    from marketloop.data.schema import TABLES
+    from marketloop.execution.log import write_rows
+
+    con = wh.connect(pg_url)
+    wh.ensure_warehouse(con)
+    table, row = _view(1)
+    done = threading.Event()
+    with wh.transaction(con):
+        wh.serialise_writes(con, TABLES)  # what an ingest run takes
+        writer = threading.Thread(target=lambda: (write_rows(pg_url, [(table, dict(row))]),
+                                                  done.set()))
+        writer.start()
+        assert not done.wait(1.5), "the writer did not wait for the ingest's commit"
+        wh.insert_values(con, "events", row)
+    writer.join(30)
+    assert done.is_set()
+    con.disconnect()
+    schema = pg_url.split("search_path%3D")[1]
+    with psycopg.connect(pg_url.split("?")[0]) as raw:
+        n = raw.execute(f'SELECT count(*) FROM "{schema}".events WHERE event_id = %s',
+                        (row["event_id"],)).fetchone()[0]
+    assert n == 1

@@ -33,7 +33,7 @@ from marketloop.data._publish import publish_file
 from marketloop.data._readers import FileKind, Staged, content_hash, file_kind, peek_columns, stage
 from marketloop.data._validate import raw_json, validate
 from marketloop.data.adapters import Adapter, Derived, detect
-from marketloop.data.schema import TableContract
+from marketloop.data.schema import TABLES, TableContract
 from marketloop.exceptions import IngestError, MarketloopWarning, describe
 
 #: Called with a step description as a run moves on; the CLI draws a progress bar from it.
@@ -257,9 +257,9 @@ def ingest(
                 prepared.append(_prepare(scratch, con, plan, run_id, hashes[plan.path]))
         say("writing to the warehouse")
         with wh.unordered_writes(con), wh.transaction(con):
-            # another run's comparisons with the warehouse must see this one's rows, or two
-            # concurrent runs both add them (PostgreSQL; a DuckDB file has one writer)
-            wh.serialise_writes(con, "ingest")
+            # another run's (or the decision log's) comparisons with the warehouse must see
+            # this one's rows, or both add them (PostgreSQL; a DuckDB file has one writer)
+            wh.serialise_writes(con, TABLES)
             for item in prepared:
                 publish_file(
                     con,

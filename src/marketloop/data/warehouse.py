@@ -9,7 +9,7 @@ The statements are built around SQL that Ibis compiles from expressions.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
@@ -342,16 +342,21 @@ def transaction(con: BaseBackend) -> Iterator[None]:
             yield
 
 
-def serialise_writes(con: BaseBackend, table: str) -> None:
-    """Inside :func:`transaction`: wait until no other session's transaction writes ``table``.
+def serialise_writes(con: BaseBackend, tables: Iterable[str]) -> None:
+    """Inside :func:`transaction`: wait until no other session's transaction writes
+    ``tables``, then hold them to the commit.
 
     A check-then-insert (keep a key once) is only safe when two writers cannot both check
-    before either inserts. PostgreSQL: a transaction-level advisory lock on the schema and
-    table, released by the commit. DuckDB: nothing; one process at a time writes the file.
+    before either inserts. PostgreSQL: a transaction-level advisory lock per schema and
+    table, taken in sorted order by every caller (ingest, the decision log's writers), so
+    two transactions never wait on each other's locks. DuckDB: nothing; one process at a
+    time writes the file. Call it once per transaction, before the first check.
     """
     if backend_of(con) == "postgres":
-        con.con.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.' || %s))",
-                        (table,))
+        for table in sorted(set(tables)):
+            con.con.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.' || %s))",
+                (table,))
 
 
 @contextlib.contextmanager

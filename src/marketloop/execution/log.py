@@ -371,12 +371,12 @@ def _insert(con: object, frames: dict[str, pd.DataFrame]) -> None:
                            consents[["customer_id", "channel", "purpose"]])
     try:
         with transaction(con):  # type: ignore[arg-type]
+            # other workers' writers and ingest runs check the same keys: one at a time
+            serialise_writes(con, [t for t in _ONCE if len(frames[t])])  # type: ignore[arg-type]
             if staged:  # the latest consent per key replaces the stored one
                 delete_keys(con, "consents", keys)  # type: ignore[arg-type]
             for table, frame in {**frames, "consents": consents}.items():
                 if table in _ONCE and len(frame):
-                    # other workers' writers check the same keys: one at a time
-                    serialise_writes(con, table)  # type: ignore[arg-type]
                     frame = _new_keys(con, table, frame)
                 if len(frame):
                     con.insert(table, _typed(table, frame))  # type: ignore[attr-defined]
