@@ -100,3 +100,13 @@ def test_a_day_with_nobody_to_contact_steps_the_market(shop) -> None:
     no_contact = pd.DataFrame({"customer_id": env.customer_ids[:2], "offer": "no_contact",
                                "channel": "no_contact", "send_hour": None, "format": None})
     assert not env.step(no_contact)["delivered"].any()  # no hour or format needed
+
+
+def test_rows_without_a_contact_need_no_other_field(shop) -> None:
+    """offer no_contact with a blank channel, or channel no_contact with a blank offer."""
+    env = MarketEnv(shop, random_state=0)
+    ids = env.customer_ids[:2]
+    for offer, channel in (("no_contact", None), (None, "no_contact")):
+        rows = pd.DataFrame({"customer_id": ids, "offer": offer, "channel": channel,
+                             "send_hour": None, "format": None})
+        assert not env.expected(rows)["p_complaint"].any()

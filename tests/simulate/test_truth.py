@@ -144,3 +144,8 @@ def test_an_export_of_tables_that_do_not_exist_is_named(tmp_path) -> None:
         write_export(shop, tmp_path, tables=("bogus",))
     with pytest.raises(ValueError, match=r"write_export dirty_rate: expected a number in"):
         write_export(shop, tmp_path, dirty_rate="0.1")
+
+
+def test_whole_numbers_written_as_floats_are_sizes() -> None:
+    market = Market(n_customers=1e3, n_days=np.float64(30), n_products=50.0)
+    assert market.effective_params()["n_customers"] == 1_000

@@ -60,8 +60,9 @@ def _default_products(n_customers: int) -> int:
 
 def _whole(name: str, value: object, *, low: int) -> int:
     """``value`` as a whole number of at least ``low``, or a ConfigError naming ``name``."""
-    whole = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if not whole or int(value) < low:  # type: ignore[call-overload]
+    whole = (isinstance(value, (int, np.integer)) or (  # 1e4 is a whole number too
+        isinstance(value, (float, np.floating)) and float(value).is_integer()))
+    if isinstance(value, bool) or not whole or int(value) < low:  # type: ignore[call-overload]
         raise ConfigError(describe(f"Market {name}", f"a whole number >= {low}", repr(value)))
     return int(value)  # type: ignore[call-overload]
 

@@ -141,16 +141,20 @@ def check_actions(actions: object, *, where: str, columns: Sequence[str] = ACTIO
         raise SchemaError(describe(where, f"columns {', '.join(columns)}",
                                    f"{', '.join(map(str, actions.columns))} ({', '.join(missing)} "
                                    "missing)"))
-    offer = actions["offer"].to_numpy(dtype=object)
-    channel = actions["channel"].to_numpy(dtype=object)
+    def texts(column: str) -> np.ndarray:  # pd.NA and other non-texts as None
+        return np.array([v if isinstance(v, str) else None for v in actions[column]],
+                        dtype=object)
+
+    offer, channel = texts("offer"), texts("channel")
     contact = (offer != NO_CONTACT) & (channel != NO_CONTACT)
     hour = pd.to_numeric(actions["send_hour"], errors="coerce").to_numpy(dtype=np.float64)
-    rules = [
-        ("offer", ~np.isin(offer, [*OFFERS, NO_CONTACT]), f"one of {[*OFFERS, NO_CONTACT]}"),
-        ("channel", ~np.isin(channel, [*CHANNELS, NO_CONTACT]),
+    rules = [  # the other field of a row with no contact may be blank
+        ("offer", (channel != NO_CONTACT) & ~np.isin(offer, [*OFFERS, NO_CONTACT]),
+         f"one of {[*OFFERS, NO_CONTACT]}"),
+        ("channel", (offer != NO_CONTACT) & ~np.isin(channel, [*CHANNELS, NO_CONTACT]),
          f"one of {[*CHANNELS, NO_CONTACT]}"),
         ("send_hour", contact & ~((hour >= 0) & (hour < 24)), "an hour from 0 to 23"),
-        ("format", contact & ~np.isin(actions["format"].to_numpy(dtype=object), FORMATS),
+        ("format", contact & ~np.isin(texts("format"), FORMATS),
          f"one of {list(FORMATS)}"),
     ]
     for column, bad, expected in rules:
