@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pandas as pd
 
-from marketloop.exceptions import ConfigError, describe
 from marketloop.simulate._params import BGNBD, GAMMA_GAMMA, RESPONSE
+from marketloop.simulate._util import describe
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -59,11 +59,11 @@ def _default_products(n_customers: int) -> int:
 
 
 def _whole(name: str, value: object, *, low: int) -> int:
-    """``value`` as a whole number of at least ``low``, or a ConfigError naming ``name``."""
+    """``value`` as a whole number of at least ``low``, or a ValueError naming ``name``."""
     whole = (isinstance(value, (int, np.integer)) or (  # 1e4 is a whole number too
         isinstance(value, (float, np.floating)) and float(value).is_integer()))
     if isinstance(value, bool) or not whole or int(value) < low:  # type: ignore[call-overload]
-        raise ConfigError(describe(f"Market {name}", f"a whole number >= {low}", repr(value)))
+        raise ValueError(describe(f"Market {name}", f"a whole number >= {low}", repr(value)))
     return int(value)  # type: ignore[call-overload]
 
 
@@ -121,12 +121,12 @@ class Market:
     def effective_params(self) -> dict[str, object]:
         """Validated sizes after scenarios (``small_shop`` caps customers, days, products)."""
         if isinstance(self.scenarios, str):
-            raise ConfigError(describe("Market scenarios", "a list of scenario names",
+            raise ValueError(describe("Market scenarios", "a list of scenario names",
                                        f"the text {self.scenarios!r}",
                                        f"Pass [{self.scenarios!r}]."))
         unknown = [s for s in self.scenarios if s not in SCENARIOS]
         if unknown:
-            raise ConfigError(describe("Market scenarios", f"any of {SCENARIOS}", str(unknown)))
+            raise ValueError(describe("Market scenarios", f"any of {SCENARIOS}", str(unknown)))
         n = _whole("n_customers", self.n_customers, low=1)
         days = _whole("n_days", self.n_days, low=1)
         _whole("history_days", self.history_days, low=0)
@@ -135,15 +135,15 @@ class Market:
         share = self.history_share
         if isinstance(share, bool) or not isinstance(share, (int, float, np.number)) or not (
                 np.isfinite(share) and 0.0 <= share <= 1.0):
-            raise ConfigError(describe("Market history_share", "a share from 0 to 1",
+            raise ValueError(describe("Market history_share", "a share from 0 to 1",
                                        repr(share)))
         try:
             start = pd.Timestamp(self.start)
         except (ValueError, TypeError) as exc:
-            raise ConfigError(describe("Market start", "a date such as 2025-01-01",
+            raise ValueError(describe("Market start", "a date such as 2025-01-01",
                                        repr(self.start))) from exc
         if pd.isna(start):
-            raise ConfigError(describe("Market start", "a date such as 2025-01-01",
+            raise ValueError(describe("Market start", "a date such as 2025-01-01",
                                        repr(self.start)))
         n_products = (_default_products(n) if self.n_products is None
                       else _whole("n_products", self.n_products, low=1))
@@ -174,7 +174,7 @@ class Market:
         want = set(TABLES if tables is None else tables)
         unknown = want - set(TABLES)
         if unknown:
-            raise ConfigError(describe("Market.simulate tables", f"any of {TABLES}",
+            raise ValueError(describe("Market.simulate tables", f"any of {TABLES}",
                                        str(sorted(unknown))))
         return build_shop(self, want, full_truth=full_truth)
 

@@ -18,7 +18,7 @@ from marketloop.simulate._params import (
     RESPONSE,
     WEEK_DAYS,
 )
-from marketloop.simulate._util import STR, circular_hour_distance, logit, sigmoid
+from marketloop.simulate._util import STR, circular_hour_distance, describe, logit, sigmoid
 
 if TYPE_CHECKING:
     from marketloop.simulate._market import Truth
@@ -126,19 +126,17 @@ def check_actions(actions: object, *, where: str, columns: Sequence[str] = ACTIO
 
     Raises
     ------
-    SchemaError
+    ValueError
         A column missing, or a value outside the catalogue (named with the row), e.g. an
         offer ``pct50``, a channel ``fax``, an hour 99 or NaN, a format ``gif``. Rows without
         a contact (``no_contact`` offer or channel) need no hour or format.
     """
-    from marketloop.exceptions import SchemaError, describe
-
     if not isinstance(actions, pd.DataFrame):
-        raise SchemaError(describe(where, f"a DataFrame with columns {', '.join(columns)}",
+        raise ValueError(describe(where, f"a DataFrame with columns {', '.join(columns)}",
                                    type(actions).__name__))
     missing = [c for c in columns if c not in actions.columns]
     if missing:
-        raise SchemaError(describe(where, f"columns {', '.join(columns)}",
+        raise ValueError(describe(where, f"columns {', '.join(columns)}",
                                    f"{', '.join(map(str, actions.columns))} ({', '.join(missing)} "
                                    "missing)"))
     def texts(column: str) -> np.ndarray:  # pd.NA and other non-texts as None
@@ -162,7 +160,7 @@ def check_actions(actions: object, *, where: str, columns: Sequence[str] = ACTIO
             i = int(np.flatnonzero(bad)[0])
             value = actions[column].iloc[i]
             value = value.item() if isinstance(value, np.generic) else value
-            raise SchemaError(describe(
+            raise ValueError(describe(
                 f"{where} {column}", expected,
                 f"{value!r} on row {i + 1} ({int(bad.sum()):,} such rows)"))
     return actions

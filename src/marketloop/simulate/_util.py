@@ -69,3 +69,10 @@ def circular_hour_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Distance in hours on the 24-hour clock."""
     d = np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) % 24.0
     return np.minimum(d, 24.0 - d)
+
+
+def describe(where: str, expected: str, found: str, hint: str = "") -> str:
+    """The project's error message shape, ``where: expected ...; found ....`` and the remedy
+    (as :func:`marketloop.exceptions.describe`; the simulator imports nothing of ours)."""
+    message = f"{where}: expected {expected}; found {found}."
+    return f"{message} {hint}" if hint else message
