@@ -130,7 +130,6 @@ def test_complaints_rise_with_contact_frequency(shop) -> None:
     ({"scenarios": "small_shop"}, "found the text 'small_shop'. Pass ['small_shop']"),
 ])
 def test_a_market_parameter_that_makes_no_sense_is_named(change: dict, words: str) -> None:
-
     with pytest.raises(ValueError, match=re.escape(words)):
         Market(**{"n_customers": 50, "n_days": 30, **change}).simulate(("customers",))
 
