@@ -275,3 +275,46 @@ def test_context_columns_are_numbers_in_every_row_or_not_features(tmp_path: Path
         frame.assign(x1=[0.1, value, 0.3, 0.4]).to_csv(tmp_path / "bad.csv", index=False)
         with pytest.raises(SchemaError, match=f"context column x1: .* found {shown} on row 2"):
             read_log(tmp_path / "bad.csv")  # was: the column dropped, or the blank made 0
+
+
+def test_what_no_estimator_can_read_is_refused(logged) -> None:
+    """Probabilities that do not sum to 1 (one that summed to 3 was promoted), actions the
+    log never took, a log built in Python with a propensity of 0, bad alpha or resamples."""
+    from marketloop.exceptions import ConfigError, SchemaError
+
+    path, _, _ = logged
+    log = read_log(path)
+
+    class Scaled:
+        def __init__(self, factor: float, width: int = K) -> None:
+            self.factor, self.width = factor, width
+
+        def action_probabilities(self, X: np.ndarray) -> np.ndarray:
+            return np.full((len(X), self.width), self.factor / self.width)
+
+    for factor in (3.0, 0.0, float("nan")):
+        with pytest.raises(SchemaError, match="probabilities >= 0 that sum to 1 in every row"):
+            evaluate_policy(log, Scaled(factor), n_bootstrap=10)
+    with pytest.raises(SchemaError, match=f"probability only for the {K} actions the log took"):
+        evaluate_policy(log, Scaled(1.0, K + 1), n_bootstrap=10)
+    broken = BanditLog(log.action, log.reward, np.where(np.arange(log.n_rounds) == 4, 0.0,
+                                                        log.propensity),
+                       log.position, log.context, None, log.n_actions, log.len_list)
+    with pytest.raises(SchemaError, match=r"propensities in \(0, 1\]; found 0.0 in row 5"):
+        evaluate_policy(broken, "uniform", n_bootstrap=10)
+    with pytest.raises(ConfigError, match="alpha"):
+        evaluate_policy(log, UniformPolicy(K), alpha=1.5, n_bootstrap=10)
+    with pytest.raises(ConfigError, match="n_bootstrap"):
+        evaluate_policy(log, UniformPolicy(K), n_bootstrap=0)
+
+
+def test_the_gate_keeps_a_policy_the_unbiased_estimate_puts_below_the_running_one() -> None:
+    from marketloop.strategy.ope._estimators import Estimate
+    from marketloop.strategy.ope._evaluate import Evaluation
+
+    def gate(ips_ci: tuple[float, float]) -> bool:
+        estimates = {"ips": Estimate(0.5, ips_ci), "dr": Estimate(0.66, (0.62, 0.69))}
+        return Evaluation(estimates, 0.61, (0.60, 0.62), 3000, 4, 1, 100.0, 5.0).promote
+
+    assert gate((0.55, 0.70))  # DR says better, IPS does not contradict it
+    assert not gate((0.49, 0.55))  # DR's shrinkage bias: IPS wholly below the running value

@@ -52,8 +52,17 @@ class Evaluation:
 
     @property
     def promote(self) -> bool:
-        """True when the gate estimator's lower bound beats the logging policy's value."""
-        return self.estimates[self.gate_estimator].ci[0] > self.logging_value
+        """True when the gate estimator's lower bound beats the logging policy's value, and
+        the unbiased IPS estimate's interval does not lie wholly below it.
+
+        DR's interval is the tighter one, but its shrinkage (SLOPE) trades variance for the
+        reward model's bias: in simulation its 95% interval covered the truth ~70% of the
+        time and once passed a policy 18% worse than the one running. The IPS check keeps
+        such a policy out at no cost to one that is really better.
+        """
+        ips = self.estimates.get("ips")
+        plausible = ips is None or ips.ci[1] > self.logging_value
+        return self.estimates[self.gate_estimator].ci[0] > self.logging_value and plausible
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -130,6 +139,21 @@ def candidate_probabilities(candidate: object, log: BanditLog) -> np.ndarray:
             )
         if pi.shape[1] < log.n_actions:
             pi = np.pad(pi, ((0, 0), (0, log.n_actions - pi.shape[1])))
+    if pi.shape[1] > log.n_actions:  # actions the log never took: no estimate can value them
+        extra = pi[:, log.n_actions:]
+        if np.nan_to_num(extra).any():
+            raise SchemaError(describe(
+                "candidate policy", f"probability only for the {log.n_actions} actions the "
+                f"log took (0-{log.n_actions - 1}, in {log.source})",
+                f"probability for actions up to {pi.shape[1] - 1}",
+                "A log without those actions cannot value them; collect some first."))
+        pi = pi[:, : log.n_actions]
+    sums = pi.sum(axis=1)
+    if not np.isfinite(pi).all() or (pi < 0).any() or not np.allclose(sums, 1.0, atol=1e-6):
+        bad = int(np.flatnonzero(~np.isfinite(sums) | (np.abs(sums - 1) > 1e-6)
+                                 | (pi < 0).any(axis=1))[0])
+        raise SchemaError(describe("candidate policy", "probabilities >= 0 that sum to 1 in "
+                                   "every row", f"{pi[bad].round(6).tolist()} in row {bad + 1}"))
     return pi
 
 
@@ -163,8 +187,15 @@ def evaluate_policy(
     -------
     Evaluation
     """
+    log.check()
     if log.n_rounds < 10:
         raise SchemaError(describe(log.source, "at least 10 logged rows", str(log.n_rounds)))
+    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) or (
+            n_bootstrap < 10):
+        raise ConfigError(describe("n_bootstrap", "a whole number of resamples >= 10",
+                                   repr(n_bootstrap)))
+    if not 0 < alpha < 1:
+        raise ConfigError(describe("alpha", "one minus the coverage, in (0, 1)", repr(alpha)))
     model = reward_model or RewardModel(random_state=random_state)
     pi = candidate_probabilities(candidate, log)
     rows = np.arange(log.n_rounds)

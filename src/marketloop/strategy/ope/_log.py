@@ -65,6 +65,34 @@ class BanditLog:
     def n_rounds(self) -> int:
         return len(self.action)
 
+    def check(self) -> None:
+        """Refuse a log that no estimator can read (as :func:`read_log` does for files):
+        unequal lengths, actions or positions out of range, propensities outside (0, 1],
+        rewards that are not finite."""
+        n = len(self.action)
+        sizes = {"reward": len(self.reward), "propensity": len(self.propensity),
+                 "position": len(self.position), "context": len(self.context)}
+        if any(size != n for size in sizes.values()):
+            raise SchemaError(describe(self.source, f"{n} rows in every field (as actions)",
+                                       ", ".join(f"{k} {v}" for k, v in sizes.items())))
+        rules = [
+            ("action", ~np.isin(self.action, np.arange(self.n_actions)),
+             f"action indices in [0, {self.n_actions - 1}]"),
+            ("position", ~np.isin(self.position, np.arange(self.len_list)),
+             f"positions in [0, {self.len_list - 1}]"),
+            ("propensity", ~((self.propensity > 0) & (self.propensity <= 1)),
+             "propensities in (0, 1]"),
+            ("reward", ~np.isfinite(self.reward), "finite rewards"),
+        ]
+        for name, bad, expected in rules:
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                value = getattr(self, name)[i]
+                value = value.item() if isinstance(value, np.generic) else value
+                raise SchemaError(describe(self.source, expected,
+                                           f"{value!r} in row {i + 1} "
+                                           f"({int(bad.sum()):,} such rows)"))
+
     @property
     def binary_reward(self) -> bool:
         return bool(np.isin(self.reward, (0.0, 1.0)).all())
