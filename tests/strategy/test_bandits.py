@@ -434,3 +434,12 @@ def test_a_context_with_a_missing_value_is_refused_and_leaves_the_policy_as_it_w
             call()
     np.testing.assert_array_equal(p.action_probabilities(X[:5]), before)
     assert np.isfinite(p.choose(X[0]).propensity)
+
+
+def test_vw_refuses_an_action_that_is_not_a_whole_index() -> None:
+    X, r = np.random.default_rng(0).normal(size=(20, 2)), np.zeros(20)
+    with pytest.raises(ConfigError, match="found action 0.9"):
+        VWPolicy(ActionSet.grid(offer=["a", "b", "c"])).fit(X, np.full(20, 0.9), r)
+    policy = VWPolicy(ActionSet.grid(offer=["a", "b", "c"])).fit(X, np.ones(20), r)  # 1.0 is 1
+    with pytest.raises(ConfigError, match="found action 1.7"):
+        policy.update(X[0], 1.7, 1.0)

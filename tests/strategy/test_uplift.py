@@ -441,3 +441,16 @@ def test_arms_too_small_for_the_default_model_are_warned_about() -> None:
 
         TLearner(base=LogisticRegression()).fit(X, t, y)  # a model for small data: no warning
         ClassTransformation(random_state=0).fit(X, t, y)  # one model over every row
+
+
+def test_next_purchase_labels_of_a_longer_window_are_refused() -> None:
+    from marketloop.predict import NextPurchaseModel
+
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame(rng.normal(size=(200, 3)), columns=list("abc"))
+    labels = pd.DataFrame({"purchased": rng.random(200) < 0.4,
+                           "days_to_next": rng.uniform(1, 89, 200)}, index=X.index)
+    labels["purchased"] = labels["purchased"].astype(int)
+    with pytest.raises(SchemaError, match=r"days_to_next <= horizon_days 30\); found "
+                                          r"days_to_next up to 8\d"):
+        NextPurchaseModel(horizon_days=30, features=list("abc")).fit(X, labels)

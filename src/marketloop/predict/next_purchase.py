@@ -76,6 +76,12 @@ class NextPurchaseModel(_BoostedClassifier):
         check_in_range(self, "horizon_days", self.horizon_days, low=1)
         where = f"{type(self).__name__}.fit(labels)"
         labels = check_frame(labels, required=["purchased", "days_to_next"], where=where)
+        longest = pd.to_numeric(labels["days_to_next"], errors="coerce").max()
+        if pd.notna(longest) and longest > self.horizon_days:  # labels of a longer window
+            raise SchemaError(describe(
+                where, f"labels of the model's window (days_to_next <= horizon_days "
+                f"{self.horizon_days})", f"days_to_next up to {float(longest):.4g}",
+                "Make the labels with the same horizon_days as the model."))
         self._fit_classifier(profiles, labels["purchased"])
         X = self._frame(profiles, self.feature_names_in_, "fit")
         bought = labels.loc[X.index, "days_to_next"].dropna()

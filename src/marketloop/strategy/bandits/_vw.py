@@ -163,7 +163,9 @@ class VWPolicy(BasePolicy):
                propensity: float | None = None) -> None:
         """Learn one reward; ``propensity`` defaults to VW's current probability of it."""
         shared = self._shared(x, where="VWPolicy.update")
-        a = int(action)
+        whole = isinstance(action, (int, np.integer)) or (
+            isinstance(action, (float, np.floating)) and float(action).is_integer())
+        a = int(action) if whole else -1  # 0.9 is no action index (it was read as 0)
         if not 0 <= a < len(self.action_set_) or not np.isfinite(float(reward)) or (
                 propensity is not None and not 0 < float(propensity) <= 1):
             raise ConfigError(describe("VWPolicy.update",
@@ -192,7 +194,7 @@ class VWPolicy(BasePolicy):
                                        "propensities of equal length",
                                        f"{len(rows)}, {len(a)}, {len(r)}, {len(p)}"))
         for x, ai, ri, pi in zip(rows, a, r, p, strict=True):
-            self.update(x, int(ai), float(ri), None if np.isnan(pi) else float(pi))
+            self.update(x, ai, float(ri), None if np.isnan(pi) else float(pi))
         return self
 
     def fit(self, X: object, actions: Sequence[int] | np.ndarray,
