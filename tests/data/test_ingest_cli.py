@@ -377,27 +377,37 @@ def test_online_retail_as_the_spreadsheet_copies_write_it(tmp_path: Path) -> Non
     assert json.loads(raw)["InvoiceDate"] == "13/45/2010 8:34"  # kept as written
 
 
+RETAIL_HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
+
+
+def _write_retail(path: Path, rows: list[str]) -> None:
+    path.write_text("\n".join([RETAIL_HEADER, *rows]) + "\n")
+
+
+def _fetch(db: Path, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.sql(sql).fetchall()
+    finally:
+        con.close()
+
+
 def test_online_retail_stock_codes_become_ids_or_are_quarantined(tmp_path: Path) -> None:
     """A padded code is the same product; a code that cannot be an id is quarantined, as a
     canonical products file's would be; BANK CHARGES is BANK_CHARGES."""
     path = tmp_path / "retail.csv"
-    head = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
     rows = ["536365,85123A,HEART,6,2010-12-01 08:26,2.55,17850,United Kingdom",
             "536366,  85123A ,HEART,1,2010-12-01 09:00,2.55,17850,United Kingdom",
             "536367,#123,HASH,1,2010-12-01 09:10,1.00,17850,United Kingdom",
             "536368,ABC$,DOLLAR,1,2010-12-01 09:20,1.00,17850,United Kingdom",
             "536369,BANK CHARGES,Bank Charges,1,2010-12-01 09:30,15.00,17850,United Kingdom"]
-    path.write_text(head + "\n".join(rows) + "\n")
+    _write_retail(path, rows)
     db = tmp_path / "w.duckdb"
     result = marketloop("ingest", str(path), "--warehouse", f"duckdb:///{db}", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["reasons"] == {"malformed:StockCode": 2} and report["accepted"] == 3
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        products = con.sql("select product_id, category from products order by 1").fetchall()
-    finally:
-        con.close()
+    products = _fetch(db, "select product_id, category from products order by 1")
     assert products == [("85123A", "merchandise"), ("BANK_CHARGES", "fee")]
 
 
@@ -406,16 +416,15 @@ def test_online_retail_in_monthly_files_builds_the_warehouse_one_file_does(
     """A customer and a product seen in both months keep their first day (and the
     customer the country of it); a product the second month only refunds keeps its price
     and name."""
-    head = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
     december = ["536365,85123A,HEART,6,2010-12-01 08:26,2.55,17850,United Kingdom",
                 "536365,71053,LANTERN,2,2010-12-01 08:26,3.39,17850,United Kingdom",
                 "536366,71053,LANTERN,1,2010-12-05 10:00,3.39,12345,France"]
     january = ["536401,85123A,HEART,1,2011-01-04 09:00,2.95,17850,EIRE",
                "C536402,71053,,1,2011-01-05 09:00,3.39,12345,France",
                "536403,22633,WARMER,3,2011-01-06 09:00,1.85,17850,EIRE"]
-    (tmp_path / "dec.csv").write_text(head + "\n".join(december) + "\n")
-    (tmp_path / "jan.csv").write_text(head + "\n".join(january) + "\n")
-    (tmp_path / "all.csv").write_text(head + "\n".join(december + january) + "\n")
+    _write_retail(tmp_path / "dec.csv", december)
+    _write_retail(tmp_path / "jan.csv", january)
+    _write_retail(tmp_path / "all.csv", december + january)
     tables = {}
     for name, files in (("one", ["all.csv"]), ("two", ["dec.csv", "jan.csv"]),
                         ("runs", ["dec.csv"])):
@@ -427,12 +436,8 @@ def test_online_retail_in_monthly_files_builds_the_warehouse_one_file_does(
             later = marketloop("ingest", str(tmp_path / "jan.csv"), "--warehouse",
                                f"duckdb:///{db}")
             assert later.returncode == 0, later.stderr
-        con = duckdb.connect(str(db), read_only=True)
-        try:
-            tables[name] = {t: con.sql(f"select * from {t} order by all").fetchall()
-                            for t in ("customers", "products", "orders", "order_lines")}
-        finally:
-            con.close()
+        tables[name] = {t: _fetch(db, f"select * from {t} order by all")
+                        for t in ("customers", "products", "orders", "order_lines")}
     assert tables["two"] == tables["one"] and tables["runs"] == tables["one"]
     customers = {r[0]: r for r in tables["one"]["customers"]}
     assert str(customers["17850"][1]) == "2010-12-01 08:26:00" and customers["17850"][2] == (
@@ -442,11 +447,10 @@ def test_online_retail_in_monthly_files_builds_the_warehouse_one_file_does(
 
 
 def test_an_invoice_split_across_files_is_warned_about(tmp_path: Path) -> None:
-    head = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
-    first = "536365,85123A,HEART,6,2010-12-01 08:26,2.55,17850,United Kingdom\n"
-    second = "536365,71053,LANTERN,6,2010-12-01 08:26,3.39,17850,United Kingdom\n"
-    (tmp_path / "part1.csv").write_text(head + first)
-    (tmp_path / "part2.csv").write_text(head + second)
+    first = "536365,85123A,HEART,6,2010-12-01 08:26,2.55,17850,United Kingdom"
+    second = "536365,71053,LANTERN,6,2010-12-01 08:26,3.39,17850,United Kingdom"
+    _write_retail(tmp_path / "part1.csv", [first])
+    _write_retail(tmp_path / "part2.csv", [second])
     result = marketloop("ingest", str(tmp_path / "part1.csv"), str(tmp_path / "part2.csv"),
                         "--warehouse", f"duckdb:///{tmp_path}/w.duckdb")
     assert result.returncode == 0, result.stderr
