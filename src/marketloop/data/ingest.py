@@ -271,7 +271,9 @@ def ingest(
                     started=started,
                 )
                 _check_accounting(item.report)
-                _warn_split_invoices(item.report)
+                for note in item.plan.adapter.warnings(item.report.tables):
+                    warnings.warn(f"{item.report.path}: {note}", MarketloopWarning,
+                                  stacklevel=2)
     finally:
         hasher.shutdown(cancel_futures=True)
         for item in prepared:
@@ -473,19 +475,6 @@ def _upload(
     qname = f"_ml_stage_{tag}_q"
     q = wh.stage_table(con, qname, quarantine.to_pyarrow())
     return moved, q, [*names, qname]
-
-
-def _warn_split_invoices(report: FileReport) -> None:
-    """Online Retail lines that replaced stored lines of another content: most likely an
-    invoice split across files (line numbers restart in each file, docs/ingest.md)."""
-    replaced = report.tables.get("order_lines", {}).get("replaced", 0)
-    if report.adapter == "online-retail" and replaced:
-        warnings.warn(
-            f"{report.path}: {replaced:,} line{'s' if replaced != 1 else ''} replaced stored "
-            "lines of the same invoice and line number with other content. If the files "
-            "split an invoice, its lines are now those of the last file: load each "
-            "invoice's lines in one file (a split by date never splits one).",
-            MarketloopWarning, stacklevel=3)
 
 
 def _check_accounting(report: FileReport) -> None:

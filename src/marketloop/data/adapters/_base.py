@@ -80,6 +80,11 @@ class Adapter:
         """The canonical tables the valid, de-duplicated rows become."""
         raise NotImplementedError
 
+    def warnings(self, tables: dict[str, dict[str, int]]) -> list[str]:
+        """What a user should hear about a written file, from its counts per table
+        (``{"added", "replaced", "duplicates"}``); ingest shows each as a warning."""
+        return []
+
     def load_order(self, contract: TableContract) -> int:
         """Files load parents first: the position of this file's main table."""
         return 0

@@ -133,6 +133,17 @@ class OnlineRetailAdapter(Adapter):
             (credit & (quantity > 0), "positive_quantity:credit_note"),
         ]
 
+    def warnings(self, tables: dict[str, dict[str, int]]) -> list[str]:
+        """Lines that replaced stored lines with other content: most likely an invoice split
+        across files (line numbers restart in each file, docs/ingest.md)."""
+        replaced = tables.get("order_lines", {}).get("replaced", 0)
+        if not replaced:
+            return []
+        return [f"{replaced:,} line{'s' if replaced != 1 else ''} replaced stored lines of "
+                "the same invoice and line number with other content. If the files split an "
+                "invoice, its lines are now those of the last file: load each invoice's lines "
+                "in one file (a split by date never splits one)."]
+
     def derive(self, valid: ibis.Table, contract: TableContract) -> list[Derived]:
         credit = valid.InvoiceNo.startswith("C")
         rows = valid.mutate(
