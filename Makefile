@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 PY := $(VENV)/bin/python
+# test files run on this many processes (pytest-xdist; a file's tests stay on one, so its
+# module fixtures are built once); TEST_WORKERS=0 runs them in this process
+TEST_WORKERS ?= 2
 
 .PHONY: demo test lint bench services clean
 
@@ -17,7 +20,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check -q src tests bench
 	bash scripts/services.sh start
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
