@@ -346,3 +346,16 @@ def test_repeats_stay_exact_when_every_key_hashes_alike(tmp_path: Path, monkeypa
     monkeypatch.setattr(ingest_module, "_key_hash", lambda table, key: ibis.literal(7, "int64"))
     assert run() == honest
     assert honest[:3] == (6, 3, {"conflicting_duplicate:order_id": 1})
+
+
+@given(st.lists(st.integers(min_value=-(2**63), max_value=2**63 - 1), max_size=300),
+       st.lists(st.integers(min_value=-3, max_value=3), max_size=50))
+def test_repeated_values_are_those_that_occur_twice_or_more(spread: list[int],
+                                                             near_zero: list[int]) -> None:
+    import numpy as np
+
+    from marketloop.data.ingest import _repeated_values
+
+    values = np.array(spread + near_zero + spread[: len(spread) // 3], dtype=np.int64)
+    unique, counts = np.unique(values, return_counts=True)
+    assert _repeated_values(values).tolist() == unique[counts > 1].tolist()
