@@ -226,3 +226,18 @@ def test_next_purchase_model(shop, data) -> None:
     assert p.name == "p_purchase" and days.name == "days_to_next"
     assert auc >= 0.75 and ece <= 0.03
     assert days.between(0, 30).all()
+    # given a purchase in 30 days a Poisson buyer's timing is near uniform: the regressor
+    # loses to the median in cross-validation (it did on the held-out half too: 7.27 vs
+    # 7.05 days), so the model answers the median
+    assert model.days_model_ == "median" and days.nunique() == 1
+    assert model.days_cv_mae_["lightgbm"] > model.days_cv_mae_["median"]
+    assert mae <= const.abs().mean() + 1e-9
+    # over 90 days the rate shows in the timing: the regressor wins and is kept
+    long = next_purchase_labels(shop.orders, X.index, as_of=AS_OF, horizon_days=90)
+    model90 = NextPurchaseModel(horizon_days=90, random_state=0).fit(X[~test], long[~test])
+    held90 = long[test].dropna(subset=["days_to_next"])
+    days90 = model90.expected_days(X[test]).loc[held90.index]
+    median90 = long.loc[~test, "days_to_next"].median()
+    assert model90.days_model_ == "lightgbm"
+    assert ((days90 - held90["days_to_next"]).abs().mean()
+            < (median90 - held90["days_to_next"]).abs().mean())

@@ -9,8 +9,8 @@ than the horizon are censored and never seen. Labels: :func:`next_purchase_label
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal, Self
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Self
 
 import numpy as np
 import pandas as pd
@@ -39,9 +39,19 @@ class NextPurchaseModel(_BoostedClassifier):
         Purchase-in-window classifier (before calibration).
     calibrated_ : sklearn.calibration.CalibratedClassifierCV
         ``booster_`` with its calibration map.
-    regressor_ : lightgbm.LGBMRegressor
+    regressor_ : lightgbm.LGBMRegressor or None
         Median days from ``as_of`` to the first purchase (absolute-error objective), fitted
-        on customers who bought in the window.
+        on customers who bought in the window; None when ``days_model_`` is ``"median"``.
+    days_model_ : {"lightgbm", "median"}
+        What :meth:`expected_days` answers with: the regressor where it beat the constant
+        median of the observed gaps in ``n_splits``-fold cross-validation (absolute error),
+        else that median. Given a purchase in a short window its timing can be close to
+        uniform (as for Poisson buyers), and a regressor then fits noise.
+    days_median_ : float
+        The median of the observed gaps.
+    days_cv_mae_ : dict of str to float
+        Cross-validated mean absolute error of ``"lightgbm"`` and ``"median"`` (NaN when
+        too few customers bought to hold out ``n_splits`` folds of two).
     feature_names_in_ : list of str
         Profile columns seen by ``fit``.
     """
@@ -88,28 +98,59 @@ class NextPurchaseModel(_BoostedClassifier):
         if len(bought) < 2:
             raise SchemaError(describe(where, "at least 2 customers with a purchase",
                                        f"{len(bought)}"))
-        self.regressor_ = LGBMRegressor(
-            objective="l1",  # the conditional median: what an absolute-error score rewards
-            n_estimators=self.n_estimators,
-            learning_rate=self.learning_rate,
-            num_leaves=self.num_leaves,
-            min_child_samples=50,
-            random_state=0 if self.random_state is None else self.random_state,
-            n_jobs=1,
-            deterministic=True,
-            force_col_wise=True,
-            verbose=-1,
-        ).fit(X.loc[bought.sort_index().index], bought.sort_index().to_numpy())
+        bought = bought.sort_index()
+        X_days, y_days = X.loc[bought.index], bought.to_numpy(dtype=float)
+
+        def regressor() -> LGBMRegressor:
+            return LGBMRegressor(
+                objective="l1",  # the conditional median: what an absolute-error score rewards
+                n_estimators=self.n_estimators,
+                learning_rate=self.learning_rate,
+                num_leaves=self.num_leaves,
+                min_child_samples=50,
+                random_state=0 if self.random_state is None else self.random_state,
+                n_jobs=1,
+                deterministic=True,
+                force_col_wise=True,
+                verbose=-1,
+            )
+
+        self.days_median_ = float(np.median(y_days))
+        self.days_cv_mae_ = self._days_cv(regressor, X_days, y_days)
+        cv = self.days_cv_mae_
+        self.days_model_ = "lightgbm" if cv["lightgbm"] < cv["median"] else "median"
+        self.regressor_ = (regressor().fit(X_days, y_days) if self.days_model_ == "lightgbm"
+                           else None)
         return self
+
+    def _days_cv(self, regressor: Callable[[], Any], X: pd.DataFrame,
+                 y: np.ndarray) -> dict[str, float]:
+        """Held-out absolute error of the regressor and of the training folds' median."""
+        from sklearn.model_selection import KFold
+
+        if len(y) < 2 * self.n_splits:
+            return {"lightgbm": float("nan"), "median": float("nan")}
+        errors: dict[str, list[np.ndarray]] = {"lightgbm": [], "median": []}
+        folds = KFold(self.n_splits, shuffle=True,
+                      random_state=0 if self.random_state is None else self.random_state)
+        for train, test in folds.split(X):
+            fitted = regressor().fit(X.iloc[train], y[train])
+            errors["lightgbm"].append(np.abs(fitted.predict(X.iloc[test]) - y[test]))
+            errors["median"].append(np.abs(np.median(y[train]) - y[test]))
+        return {name: float(np.concatenate(e).mean()) for name, e in errors.items()}
 
     def expected_days(self, profiles: pd.DataFrame) -> pd.Series:
         """Median days from ``as_of`` to the next purchase, given one within the horizon.
 
         Gaps beyond the horizon are censored, so this is conditional on a purchase in the
-        window; combine it with :meth:`predict` for the unconditional picture.
+        window; combine it with :meth:`predict` for the unconditional picture. The same
+        value for everyone when the regressor did not beat the median (``days_model_``).
         """
         check_fitted(self)
         X = self._frame(profiles, self.feature_names_in_, "expected_days")
-        days = np.clip(self.regressor_.predict(X) if len(X) else np.empty(0), 0.0,
-                       float(self.horizon_days))
+        if self.days_model_ == "median":
+            days = np.full(len(X), self.days_median_)
+        else:
+            days = self.regressor_.predict(X) if len(X) else np.empty(0)
+        days = np.clip(days, 0.0, float(self.horizon_days))
         return pd.Series(days, index=X.index, name="days_to_next")
