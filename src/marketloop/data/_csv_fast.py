@@ -38,6 +38,14 @@ MAX_REFUSED = 200
 _MAX_CANDIDATES = 10_000
 
 
+def is_gzip(head: bytes) -> bool:
+    """Whether bytes that open a file (two are enough) start a gzip stream.
+
+    Every reader tells a compressed file by these bytes, not by its name.
+    """
+    return head[:2] == b"\x1f\x8b"
+
+
 def read_plain_csv(
     path: Path, columns: list[str], delimiter: str
 ) -> tuple[pa.Table, pd.DataFrame] | None:
@@ -51,7 +59,7 @@ def read_plain_csv(
         ``raw``. None when the file is not plain (see the module docstring).
     """
     data = path.read_bytes()
-    if len(columns) < 2 or data[:2] == b"\x1f\x8b" or any(m in data for m in NOT_PLAIN):
+    if len(columns) < 2 or is_gzip(data) or any(m in data for m in NOT_PLAIN):
         return None
     start = data.find(b"\n") + 1
     if start == 0 or start == len(data):

@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 from ibis.backends import BaseBackend
 
-from marketloop.data._csv_fast import read_plain_csv
+from marketloop.data._csv_fast import is_gzip, read_plain_csv
 from marketloop.data._validate import plain_flags
 from marketloop.exceptions import IngestError, describe
 
@@ -148,10 +148,10 @@ def file_kind(path: Path) -> FileKind:
 
 def _open(path: Path) -> io.BufferedIOBase:
     raw = path.open("rb")
-    if raw.read(2) == b"\x1f\x8b":
-        raw.seek(0)
-        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+    compressed = is_gzip(raw.read(2))
     raw.seek(0)
+    if compressed:
+        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
     return raw  # type: ignore[return-value]
 
 
@@ -178,7 +178,7 @@ def content_hash(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         first = fh.read(1 << 22)
-        inflater = zlib.decompressobj(wbits=31) if first[:2] == b"\x1f\x8b" else None
+        inflater = zlib.decompressobj(wbits=31) if is_gzip(first) else None
         block = first
         try:
             while block:
@@ -329,7 +329,7 @@ def _stage_csv_duckdb(
             rejects_scan=rejects_scan,
             max_line_size=1 << 22,
             # by its bytes, not its name: a gzip file named .csv is still read
-            compression="gzip" if _head_raw(path, 2) == b"\x1f\x8b" else "none",
+            compression="gzip" if is_gzip(_head_raw(path, 2)) else "none",
         )
     except Exception as exc:  # duckdb.Error: the reader could not make sense of the file
         raise IngestError(
