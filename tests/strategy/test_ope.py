@@ -318,3 +318,26 @@ def test_the_gate_keeps_a_policy_the_unbiased_estimate_puts_below_the_running_on
 
     assert gate((0.55, 0.70))  # DR says better, IPS does not contradict it
     assert not gate((0.49, 0.55))  # DR's shrinkage bias: IPS wholly below the running value
+
+
+def test_dr_that_is_the_direct_method_says_so() -> None:
+    """A rare action with a flat reward: SLOPE shrinks all the way, DR equals DM."""
+    from marketloop.strategy.ope import BanditLog
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    action = (rng.random(n) < 0.02).astype(int)
+    log = BanditLog(action=action, reward=(rng.random(n) < 0.1).astype(float),
+                    propensity=np.where(action == 1, 0.02, 0.98),
+                    position=np.zeros(n, int), context=rng.normal(size=(n, 2)),
+                    action_context=None, n_actions=2, len_list=1, source="rare")
+
+    class AlwaysTheRareOne:
+        def action_probabilities(self, X: np.ndarray) -> np.ndarray:
+            return np.tile([0.0, 1.0], (len(X), 1))
+
+    result = evaluate_policy(log, AlwaysTheRareOne(), n_bootstrap=20)
+    dr = result.estimates["dr"]
+    assert dr.info["lambda"] == 0 and dr.ess == 0
+    assert dr.value == pytest.approx(result.estimates["dm"].value)
+    assert any("DR is the direct method here" in note for note in result.notes)

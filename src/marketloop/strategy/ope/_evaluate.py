@@ -222,6 +222,12 @@ def evaluate_policy(
             f"importance weights reach {weights.max():.0f}: the log is worth {ess_all:.0f} rows "
             "to IPS; prefer DR (shrinkage chosen by SLOPE) and treat IPS/SNIPS with caution"
         )
+    if points["dr"][1]["lambda"] == 0:
+        notes.append(
+            "SLOPE chose lambda = 0: DR is the direct method here (no logged reward corrects "
+            "the reward model, so it has 0 effective rows); its interval carries the model's "
+            "variance, not its bias: read IPS's interval beside it"
+        )
     return Evaluation(
         estimates,
         float(log.reward.mean()),
