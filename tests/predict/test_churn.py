@@ -241,3 +241,8 @@ def test_next_purchase_model(shop, data) -> None:
     assert model90.days_model_ == "lightgbm"
     assert ((days90 - held90["days_to_next"]).abs().mean()
             < (median90 - held90["days_to_next"]).abs().mean())
+    # a model pickled before the choice existed answers with its regressor, as it did
+    older = pickle.loads(pickle.dumps(model90))
+    for name in ("days_model_", "days_median_", "days_cv_mae_"):
+        delattr(older, name)
+    assert older.expected_days(X[test]).equals(model90.expected_days(X[test]))

@@ -148,7 +148,8 @@ class NextPurchaseModel(_BoostedClassifier):
         """
         check_fitted(self)
         X = self._frame(profiles, self.feature_names_in_, "expected_days")
-        if self.days_model_ == "median":
+        # a model pickled before days_model_ existed always answered with its regressor
+        if getattr(self, "days_model_", "lightgbm") == "median":
             days = np.full(len(X), self.days_median_)
         else:
             days = self.regressor_.predict(X) if len(X) else np.empty(0)
