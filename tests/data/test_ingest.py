@@ -296,6 +296,12 @@ def test_bad_encoding_is_quarantined_not_fatal(tmp_path: Path) -> None:
     q = con.table("quarantine")
     assert q.filter(q.source.startswith("windows.csv")).order_by("row_no").to_pandas()[
         "raw"].tolist() == ["O4,M\\xfcller,2025-01-01,EUR,paid,1", "O6,\\xe9,2025-01-01,EUR,paid,1"]
+    quoted = tmp_path / "quoted.csv"  # a quoted field across lines: the whole record is kept
+    quoted.write_bytes((ORDERS_HEADER + '\r\nO7,"C\xe9\r\nsecond ""line""",2025-01-01,EUR,paid,1'
+                        '\r\nO8,C1,2025-01-01,EUR,paid,1\r\n').encode("latin-1"))
+    assert ingest([quoted], con=con).reasons == {"invalid_encoding": 1}
+    assert q.filter(q.source.startswith("quoted.csv")).to_pandas()["raw"].tolist() == [
+        'O7,"C\\xe9\r\nsecond ""line""",2025-01-01,EUR,paid,1']
     lines = tmp_path / "order_lines.jsonl"  # the same in JSON Lines
     lines.write_bytes(b'{"order_id": "O1", "line_no": 1, "product_id": "P1", "quantity": 1, '
                       b'"unit_price": 1}\n{"order_id": "O1", "line_no": 2, "product_id": '
@@ -359,3 +365,24 @@ def test_repeated_values_are_those_that_occur_twice_or_more(spread: list[int],
     values = np.array(spread + near_zero + spread[: len(spread) // 3], dtype=np.int64)
     unique, counts = np.unique(values, return_counts=True)
     assert _repeated_values(values).tolist() == unique[counts > 1].tolist()
+
+
+@given(st.lists(st.lists(st.text(alphabet='ab,"\n\r', max_size=6), min_size=1, max_size=3),
+                min_size=1, max_size=6), st.booleans())
+def test_a_record_ends_at_the_first_line_feed_outside_quotes(records: list[list[str]],
+                                                             crlf: bool) -> None:
+    import csv
+    import io
+
+    from marketloop.data._readers import _record_end
+
+    ends, buffer = [], io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n" if crlf else "\n",
+                        quoting=csv.QUOTE_MINIMAL)
+    starts = []
+    for record in records:
+        starts.append(len(buffer.getvalue().encode()))
+        writer.writerow(record)
+        ends.append(len(buffer.getvalue().encode()) - 1)  # the record's own line feed
+    data = buffer.getvalue().encode()
+    assert [_record_end(data, start) for start in starts] == ends

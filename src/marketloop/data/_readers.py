@@ -42,6 +42,8 @@ CSV_REASONS = {
     "LINE SIZE OVER MAXIMUM": "malformed_row:line_too_long",
     "CAST ERROR": "malformed_row:cast",
 }
+#: The longest record the CSV reader accepts (DuckDB's ``max_line_size``).
+MAX_RECORD_BYTES = 1 << 22
 
 
 class Staged:
@@ -327,7 +329,7 @@ def _stage_csv_duckdb(
             store_rejects=True,
             rejects_table=rejects_table,
             rejects_scan=rejects_scan,
-            max_line_size=1 << 22,
+            max_line_size=MAX_RECORD_BYTES,
             # by its bytes, not its name: a gzip file named .csv is still read
             compression="gzip" if is_gzip(_head_raw(path, 2)) else "none",
         )
@@ -375,7 +377,7 @@ def _csv_rejects(errors: pd.DataFrame, path: Path | None = None) -> pd.DataFrame
 
 
 def _lines_at(path: Path, positions: np.ndarray) -> list[str]:
-    """The physical lines DuckDB's reject positions point into, undecodable bytes as \\xNN.
+    """The records DuckDB's reject positions point into, undecodable bytes as \\xNN.
 
     The reader's text of a record that is not UTF-8 has lost its bytes (``M?ller``), so
     they are read again. DuckDB's ``line_byte_position`` is one past the line's start in an
@@ -390,10 +392,28 @@ def _lines_at(path: Path, positions: np.ndarray) -> list[str]:
         start = max(int(pos) - 2, 0)
         if start:
             start = data.find(b"\n", start) + 1
-        end = data.find(b"\n", start)
+        end = _record_end(data, start)
         line = data[start : len(data) if end < 0 else end].rstrip(b"\r")
         out.append(line.decode("utf-8", "backslashreplace"))
     return out
+
+
+def _record_end(data: bytes, start: int) -> int:
+    """Where the CSV record at ``start`` ends: the first line feed outside quotes (or -1).
+
+    A quoted field may hold line breaks; a record's quotes are balanced at its end (a
+    doubled quote inside a field counts twice). A quote left open for longer than the
+    reader's longest record (4 MiB) gives the first physical line only.
+    """
+    first = end = data.find(b"\n", start)
+    quotes = data.count(b'"', start, end) if end >= 0 else 0
+    while end >= 0 and quotes % 2:  # each stretch of the record counted once
+        after = data.find(b"\n", end + 1)
+        quotes += data.count(b'"', end, len(data) if after < 0 else after)
+        end = after
+        if end - start > MAX_RECORD_BYTES:
+            return first
+    return end
 
 
 def _renumber(rows: ibis.Table, shifts: ibis.Table) -> ibis.Table:
