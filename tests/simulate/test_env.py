@@ -109,3 +109,23 @@ def test_rows_without_a_contact_need_no_other_field(shop) -> None:
         rows = pd.DataFrame({"customer_id": ids, "offer": offer, "channel": channel,
                              "send_hour": None, "format": None})
         assert not env.expected(rows)["p_complaint"].any()
+
+
+def test_unknown_ids_are_named_and_caught_as_value_or_key_errors() -> None:
+    from marketloop.simulate import true_affinity
+
+    market = Market(n_customers=300, n_days=60, random_state=0)
+    shop = market.simulate(("customers", "products"))
+    env = MarketEnv(shop, random_state=0)
+    known = env.customer_ids[0]
+    decisions = pd.DataFrame({"customer_id": ["nobody", known], "offer": "pct10",
+                              "channel": "email", "send_hour": 10, "format": "plain"})
+    with pytest.raises(ValueError, match=r"unknown ids, e\.g\. \['nobody'\]"):
+        env.step(decisions)
+    with pytest.raises(KeyError) as caught:  # a failed lookup, caught as one
+        true_response(shop.truth, ["nobody"], decisions.iloc[[0]])
+    assert str(caught.value).startswith("true_response customer_ids: expected")
+    product = shop.products["product_id"].iloc[0]
+    with pytest.raises(ValueError, match="'no-such-item'"):
+        true_affinity(shop.truth, [known], ["no-such-item"])
+    assert len(true_affinity(shop.truth, [known], [product])) == 1

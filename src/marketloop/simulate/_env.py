@@ -8,6 +8,7 @@ import pandas as pd
 from marketloop.simulate._market import Market, Shop
 from marketloop.simulate._params import CHANNELS, GAMMA_GAMMA, NO_CONTACT, OFFERS, WEEK_DAYS
 from marketloop.simulate._response import ACTION_COLUMNS, check_actions, response_arrays
+from marketloop.simulate._util import UnknownIdError, describe
 
 _WINDOW = 14  # days of contact history that count as recent
 
@@ -64,7 +65,9 @@ class MarketEnv:
         pos = self.customer_ids.get_indexer(decisions["customer_id"].to_numpy(dtype=object))
         if (pos < 0).any():
             unknown = decisions["customer_id"].to_numpy(dtype=object)[pos < 0][:3].tolist()
-            raise KeyError(f"MarketEnv decisions: unknown customer ids, e.g. {unknown}")
+            raise UnknownIdError(describe("MarketEnv decisions customer_id",
+                                          "ids of the market's customers",
+                                          f"unknown ids, e.g. {unknown}"))
         channel = decisions["channel"].to_numpy(dtype=object)
         offer = decisions["offer"].to_numpy(dtype=object)
         ch_idx = np.array([CHANNELS.index(c) if c in CHANNELS else -1 for c in channel],

@@ -18,7 +18,14 @@ from marketloop.simulate._params import (
     RESPONSE,
     WEEK_DAYS,
 )
-from marketloop.simulate._util import STR, circular_hour_distance, describe, logit, sigmoid
+from marketloop.simulate._util import (
+    STR,
+    UnknownIdError,
+    circular_hour_distance,
+    describe,
+    logit,
+    sigmoid,
+)
 
 if TYPE_CHECKING:
     from marketloop.simulate._market import Truth
@@ -213,7 +220,10 @@ def true_response(
     ids = pd.Index(np.asarray(customer_ids, dtype=object))
     pos = truth.customers.index.get_indexer(ids)
     if (pos < 0).any():
-        raise KeyError(f"unknown customer ids, e.g. {ids[pos < 0][:3].tolist()}")
+        unknown = ids[pos < 0][:3].tolist()
+        raise UnknownIdError(describe("true_response customer_ids",
+                                      "ids of the market's customers",
+                                      f"unknown ids, e.g. {unknown}"))
     check_actions(actions, where="true_response actions")
     act = actions[ACTION_COLUMNS].reset_index(drop=True)
     if len(act) == 1 and len(pos) != 1:

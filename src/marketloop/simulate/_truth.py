@@ -11,6 +11,7 @@ import pandas as pd
 
 from marketloop.simulate._market import Truth
 from marketloop.simulate._params import TASTE_DIMS, TASTE_SCALE
+from marketloop.simulate._util import UnknownIdError, describe
 
 
 def true_affinity(truth: Truth, customer_ids: Sequence[str] | pd.Series,
@@ -33,7 +34,10 @@ def true_affinity(truth: Truth, customer_ids: Sequence[str] | pd.Series,
     ci = tc.index.get_indexer(pd.Index(np.asarray(customer_ids, dtype=object)))
     pi = tp.index.get_indexer(pd.Index(np.asarray(product_ids, dtype=object)))
     if (ci < 0).any() or (pi < 0).any():
-        raise KeyError("unknown customer or product id")
+        lost = [*np.asarray(customer_ids, dtype=object)[ci < 0][:2],
+                *np.asarray(product_ids, dtype=object)[pi < 0][:2]]
+        raise UnknownIdError(describe("true_affinity", "customer and product ids of the market",
+                                      f"unknown ids, e.g. {lost}"))
     u = tc[[f"taste_{k}" for k in range(TASTE_DIMS)]].to_numpy()[ci]
     v = tp[[f"item_{k}" for k in range(TASTE_DIMS)]].to_numpy()[pi]
     score = tp["popularity"].to_numpy()[pi] + TASTE_SCALE * np.einsum("ij,ij->i", u, v)

@@ -76,3 +76,14 @@ def describe(where: str, expected: str, found: str, hint: str = "") -> str:
     (as :func:`marketloop.exceptions.describe`; the simulator imports nothing of ours)."""
     message = f"{where}: expected {expected}; found {found}."
     return f"{message} {hint}" if hint else message
+
+
+class UnknownIdError(ValueError, KeyError):
+    """An id the simulated market does not hold.
+
+    A ``ValueError`` like the simulator's other refusals of bad input, and a ``KeyError``
+    as a failed lookup, so either ``except`` catches it.
+    """
+
+    def __str__(self) -> str:  # KeyError's own would print the message quoted
+        return str(self.args[0]) if self.args else ""
