@@ -99,22 +99,24 @@ class _BoostedClassifier(BaseEstimator):
     _label: str = "y"
 
     # ----- parameters of the booster (small, deterministic) --------------------------------
+    def _lightgbm_params(self) -> dict[str, Any]:
+        """The settings every LightGBM model here shares: small, one thread, deterministic."""
+        return {
+            "n_estimators": self.n_estimators,
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_child_samples": 50,
+            "random_state": 0 if self.random_state is None else self.random_state,
+            "n_jobs": 1,
+            "deterministic": True,
+            "force_col_wise": True,
+            "verbose": -1,
+        }
+
     def _booster(self) -> Any:
         from lightgbm import LGBMClassifier  # heavy import: only when fitting
 
-        return LGBMClassifier(
-            n_estimators=self.n_estimators,
-            learning_rate=self.learning_rate,
-            num_leaves=self.num_leaves,
-            min_child_samples=50,
-            subsample=1.0,
-            colsample_bytree=1.0,
-            random_state=0 if self.random_state is None else self.random_state,
-            n_jobs=1,
-            deterministic=True,
-            force_col_wise=True,
-            verbose=-1,
-        )
+        return LGBMClassifier(subsample=1.0, colsample_bytree=1.0, **self._lightgbm_params())
 
     def _check_params(self) -> None:
         check_in_range(self, "n_splits", self.n_splits, low=2)

@@ -102,18 +102,8 @@ class NextPurchaseModel(_BoostedClassifier):
         X_days, y_days = X.loc[bought.index], bought.to_numpy(dtype=float)
 
         def regressor() -> LGBMRegressor:
-            return LGBMRegressor(
-                objective="l1",  # the conditional median: what an absolute-error score rewards
-                n_estimators=self.n_estimators,
-                learning_rate=self.learning_rate,
-                num_leaves=self.num_leaves,
-                min_child_samples=50,
-                random_state=0 if self.random_state is None else self.random_state,
-                n_jobs=1,
-                deterministic=True,
-                force_col_wise=True,
-                verbose=-1,
-            )
+            # the conditional median: what an absolute-error score rewards
+            return LGBMRegressor(objective="l1", **self._lightgbm_params())
 
         self.days_median_ = float(np.median(y_days))
         self.days_cv_mae_ = self._days_cv(regressor, X_days, y_days)
@@ -132,7 +122,7 @@ class NextPurchaseModel(_BoostedClassifier):
             return {"lightgbm": float("nan"), "median": float("nan")}
         errors: dict[str, list[np.ndarray]] = {"lightgbm": [], "median": []}
         folds = KFold(self.n_splits, shuffle=True,
-                      random_state=0 if self.random_state is None else self.random_state)
+                      random_state=self._lightgbm_params()["random_state"])
         for train, test in folds.split(X):
             fitted = regressor().fit(X.iloc[train], y[train])
             errors["lightgbm"].append(np.abs(fitted.predict(X.iloc[test]) - y[test]))
