@@ -55,9 +55,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+def _start(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
+    with log.open("wb") as out:  # the server's own messages, shown if a load fails
+        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _tail(log: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
 
 
 def _wait(url: str) -> None:
@@ -165,7 +172,8 @@ def main() -> None:
             cmd = [sys.executable, "-m", "marketloop", "serve", "--port", str(port),
                    "--config", str(tmp / "service.toml"),
                    "--warehouse", f"duckdb:///{tmp / 'w.duckdb'}", *extra]
-        proc = _start(cmd, tmp, env)
+        log = tmp / f"server-{port}.log"
+        proc = _start(cmd, tmp, env, log)
         try:
             _wait(url)
             _load(url, 200, 2, body, extra is not None)  # warm-up
@@ -176,6 +184,8 @@ def main() -> None:
             rows.append((name, "max", r))
             if extra is not None:
                 triggers[name] = _trigger_latency(url)
+        except SystemExit as exc:
+            raise SystemExit(f"{name}: {exc}\nits log ({log}):\n{_tail(log)}") from None
         finally:
             proc.terminate()
             proc.wait(timeout=30)
