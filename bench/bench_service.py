@@ -1,14 +1,16 @@
 """`POST /v1/decide` latency and throughput, beside a bare FastAPI endpoint, same run.
 
 Starts ``marketloop serve`` (one worker, uvloop + httptools; rules, decision log to a
-DuckDB file in a temporary folder) with in-process state, then with Redis state (one
-worker, then two sharing it), and a bare
-FastAPI app under the same uvicorn settings whose ``POST /v1/decide`` returns a constant.
-A load generator in a second process (bench/_loadgen.py: open loop, fixed rate, latency
-from each request's due time) sends 500 and 1,000 requests/s for ``--seconds`` each over 32
-keep-alive connections, then as fast as the server answers (throughput); then, for our
-server, the trigger latency: a qualifying dwell event posted 100 times a second, each for
-a new customer, until its message is in the outbox. Prints a table (with the share of CPU
+DuckDB file in its own temporary folder) with in-process state, with Redis state (one
+worker, and two sharing it), and a bare
+FastAPI app under the same uvicorn settings whose ``POST /v1/decide`` returns a constant,
+all at once. A load generator in a second process (bench/_loadgen.py: open loop, fixed
+rate, latency from each request's due time) sends each server in turn 500 and 1,000
+requests/s for ``--seconds`` each over 32 keep-alive connections; then, for our servers,
+the trigger latency: a qualifying dwell event posted 100 times a second, each for a new
+customer, until its message is in the outbox. Last, the most each serves (as fast as it
+answers, 1.5 s a try) in three rounds that take the servers in turn; the median try is
+reported. Prints a table (with the share of CPU
 time the hypervisor took from this machine during each load, ``/proc/stat``'s steal: a
 busy host shows there first) and the ratio of our throughput to the bare endpoint's.
 
@@ -18,12 +20,14 @@ Run: .venv/bin/python bench/bench_service.py [--seconds 15] [--redis redis://127
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -41,18 +45,27 @@ async def decide(body: dict) -> dict:
 async def healthz() -> dict:
     return {"status": "ok"}
 '''
+ROUNDS = 3  # tries at the most each server serves, the median reported
 CONFIG = """
 [service]
 budgets = { default = 1e12 }
 """
 
 
+_TAKEN: set[int] = set()
+
+
 def _free_port() -> int:
+    """A loopback port no other server of this run was given."""
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _TAKEN:
+            _TAKEN.add(port)
+            return port
 
 
 def _start(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -65,6 +78,35 @@ def _tail(log: Path, lines: int = 15) -> str:
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
+
+
+def _serve(name: str, extra: list[str] | None, tmp: Path,
+           env: dict[str, str]) -> tuple[subprocess.Popen, str, Path, bool]:
+    """Start one server in its own folder (its outbox and decision log apart from the
+    others'): the process, its URL, its log and whether it is ours (it needs the key)."""
+    port = _free_port()
+    home = tmp / f"server-{port}"
+    home.mkdir()
+    if extra is None:
+        (home / "bare.py").write_text(BARE)
+        cmd = [sys.executable, "-m", "uvicorn", "bare:app", "--port", str(port),
+               "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
+               "--no-access-log"]
+    else:
+        cmd = [sys.executable, "-m", "marketloop", "serve", "--port", str(port),
+               "--config", str(tmp / "service.toml"),
+               "--warehouse", f"duckdb:///{home / 'w.duckdb'}", *extra]
+    log = tmp / f"server-{port}.log"
+    return _start(cmd, home, env, log), f"http://127.0.0.1:{port}", log, extra is not None
+
+
+@contextlib.contextmanager
+def _blame(name: str, log: Path) -> Iterator[None]:
+    """A failed load names the server and shows its log's tail."""
+    try:
+        yield
+    except SystemExit as exc:
+        raise SystemExit(f"{name}: {exc}\nits log ({log}):\n{_tail(log)}") from None
 
 
 def _wait(url: str) -> None:
@@ -146,7 +188,6 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-service-"))
     body = tmp / "body.json"
     body.write_text(json.dumps(BODY))
-    (tmp / "bare.py").write_text(BARE)
     (tmp / "service.toml").write_text(CONFIG)
     env = {**os.environ, "MARKETLOOP_API_KEY": KEY}
     print(f"load average before: {os.getloadavg()}")
@@ -161,33 +202,34 @@ def main() -> None:
                                                          strict=True) if key in only}
     rows = []
     triggers: dict[str, dict[str, float]] = {}
-    for name, extra in servers.items():
-        port = _free_port()
-        url = f"http://127.0.0.1:{port}"
-        if extra is None:
-            cmd = [sys.executable, "-m", "uvicorn", "bare:app", "--port", str(port),
-                   "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
-                   "--no-access-log"]
-        else:
-            cmd = [sys.executable, "-m", "marketloop", "serve", "--port", str(port),
-                   "--config", str(tmp / "service.toml"),
-                   "--warehouse", f"duckdb:///{tmp / 'w.duckdb'}", *extra]
-        log = tmp / f"server-{port}.log"
-        proc = _start(cmd, tmp, env, log)
-        try:
-            _wait(url)
-            _load(url, 200, 2, body, extra is not None)  # warm-up
-            for rate in (500, 1_000):
-                r = _load(url, rate, args.seconds, body, extra is not None)
-                rows.append((name, f"{rate:,}/s", r))
-            r = _load(url, 20_000, 5, body, extra is not None)
-            rows.append((name, "max", r))
-            if extra is not None:
-                triggers[name] = _trigger_latency(url)
-        except SystemExit as exc:
-            raise SystemExit(f"{name}: {exc}\nits log ({log}):\n{_tail(log)}") from None
-        finally:
+    started: dict[str, tuple[subprocess.Popen, str, Path, bool]] = {}
+    try:
+        for name, extra in servers.items():  # all up at once; each loaded in its turn
+            started[name] = _serve(name, extra, tmp, env)
+        for name, (_, url, log, ours) in started.items():
+            with _blame(name, log):
+                _wait(url)
+                _load(url, 200, 2, body, ours)  # warm-up
+                for rate in (500, 1_000):
+                    r = _load(url, rate, args.seconds, body, ours)
+                    rows.append((name, f"{rate:,}/s", r))
+                if ours:
+                    triggers[name] = _trigger_latency(url)
+        # the most each serves, in rounds that take the servers in turn: a few seconds
+        # of a busy host then fall on every server alike, not on one server's only try
+        best: dict[str, list[dict]] = {name: [] for name in started}
+        for _ in range(ROUNDS):
+            for name, (_, url, log, ours) in started.items():
+                with _blame(name, log):
+                    best[name].append(_load(url, 20_000, 1.5, body, ours))
+        for name, tries in best.items():
+            tries.sort(key=lambda r: r["throughput"])
+            rows.append((name, "max", {**tries[len(tries) // 2],
+                                       "tries": [r["throughput"] for r in tries]}))
+    finally:
+        for proc, *_ in started.values():
             proc.terminate()
+        for proc, *_ in started.values():
             proc.wait(timeout=30)
     print(f"load average after: {os.getloadavg()}")
     print(f"{'server':32} {'offered':>9} {'served/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
@@ -196,8 +238,10 @@ def main() -> None:
         p50 = "-" if offered == "max" else f"{r['p50_ms']:.2f}"
         p99 = "-" if offered == "max" else f"{r['p99_ms']:.2f}"
         steal = f"{r['steal_pct']:.1f}" if "steal_pct" in r else "-"
+        tries = ("  tries " + ", ".join(f"{t:,.0f}" for t in r["tries"])
+                 if "tries" in r else "")
         print(f"{name:32} {offered:>9} {r['throughput']:>9,.0f} {p50:>8} {p99:>8} "
-              f"{r['errors']:>7} {steal:>8}")
+              f"{r['errors']:>7} {steal:>8}{tries}")
     for name, t in triggers.items():
         print(f"trigger latency ({name}): dwell event -> message in the outbox, 100/s: "
               f"p50 {t['p50_ms']:.2f} ms, p99 {t['p99_ms']:.2f} ms")
