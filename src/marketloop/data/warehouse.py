@@ -34,7 +34,8 @@ def backend_of(con: BaseBackend) -> Backend:
     return name  # type: ignore[return-value]
 
 
-def connect(url: str | None = None, *, must_exist: bool = False) -> BaseBackend:
+def connect(url: str | None = None, *, must_exist: bool = False,
+            lock_wait_s: float = 0.0) -> BaseBackend:
     """Open the warehouse at ``url``.
 
     Parameters
@@ -46,6 +47,10 @@ def connect(url: str | None = None, *, must_exist: bool = False) -> BaseBackend:
     must_exist : bool, default=False
         Refuse a DuckDB file that does not exist yet instead of creating it (commands that
         only read a warehouse would otherwise leave an empty file behind).
+    lock_wait_s : float, default=0.0
+        How long to keep trying while another process holds a DuckDB file's lock (DuckDB
+        lets one process write a file at a time); 0 refuses at once. The service's workers
+        start together and each reads the warehouse once: they wait for one another.
 
     Returns
     -------
@@ -68,7 +73,7 @@ def connect(url: str | None = None, *, must_exist: bool = False) -> BaseBackend:
                     raise ConfigError(describe(
                         f"warehouse {url}", "an existing warehouse", f"no file {file}",
                         "Load data first: marketloop ingest FILE --warehouse " + url))
-            con = ibis.duckdb.connect(":memory:" if file is None else str(file))
+            con = _open_duckdb(":memory:" if file is None else str(file), lock_wait_s)
             con.raw_sql("SET TimeZone = 'UTC'")
             con.raw_sql("SET enable_progress_bar = false")  # it would write into --json output
             return con
@@ -92,6 +97,22 @@ def connect(url: str | None = None, *, must_exist: bool = False) -> BaseBackend:
             "Example: duckdb:///marketloop.duckdb",
         )
     )
+
+
+def _open_duckdb(path: str, lock_wait_s: float) -> BaseBackend:
+    """``ibis.duckdb.connect(path)``, retried while another process holds the file's lock."""
+    import time
+
+    deadline = time.monotonic() + lock_wait_s
+    pause = 0.02
+    while True:
+        try:
+            return ibis.duckdb.connect(path)
+        except Exception as exc:  # duckdb.IOException: "Could not set lock on file ..."
+            if "lock" not in str(exc).lower() or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
 
 
 def duckdb_file(url: str) -> Path | None:

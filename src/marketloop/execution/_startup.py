@@ -34,11 +34,14 @@ def load_plan(path: Path | None) -> dict[str, tuple[str, str]]:
                     strict=True))
 
 
+LOCK_WAIT_S = 30.0  # workers start together: each waits while another reads the warehouse
+
+
 async def load_consents(state: State, warehouse_url: str) -> int:
     """Copy the warehouse's ``consents`` table into the state store; returns the rows."""
     from marketloop.data.warehouse import connect, ensure_warehouse
 
-    con = connect(warehouse_url)
+    con = connect(warehouse_url, lock_wait_s=LOCK_WAIT_S)
     try:
         ensure_warehouse(con)
         rows = con.table("consents").select("customer_id", "channel", "purpose",
@@ -63,7 +66,7 @@ def load_responsiveness(warehouse_url: str, *, prior: float = 5.0
 
     from marketloop.data.warehouse import connect, ensure_warehouse
 
-    con = connect(warehouse_url)
+    con = connect(warehouse_url, lock_wait_s=LOCK_WAIT_S)
     try:
         ensure_warehouse(con)
         d, o = con.table("decisions"), con.table("outcomes")
