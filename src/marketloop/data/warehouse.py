@@ -109,7 +109,7 @@ def _open_duckdb(path: str, lock_wait_s: float) -> BaseBackend:
         try:
             return ibis.duckdb.connect(path)
         except Exception as exc:  # duckdb.IOException: "Could not set lock on file ..."
-            if "lock" not in str(exc).lower() or time.monotonic() + pause > deadline:
+            if "could not set lock" not in str(exc).lower() or time.monotonic() + pause > deadline:
                 raise
         time.sleep(pause)
         pause = min(pause * 2, 0.5)
