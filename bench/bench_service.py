@@ -102,10 +102,10 @@ def _serve(name: str, extra: list[str] | None, tmp: Path,
 
 @contextlib.contextmanager
 def _blame(name: str, log: Path) -> Iterator[None]:
-    """A failed load names the server and shows its log's tail."""
+    """A server that does not start or a failed load: its name and its log's tail."""
     try:
         yield
-    except SystemExit as exc:
+    except (SystemExit, RuntimeError) as exc:
         raise SystemExit(f"{name}: {exc}\nits log ({log}):\n{_tail(log)}") from None
 
 
