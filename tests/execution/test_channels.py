@@ -7,6 +7,7 @@ import email
 import json
 import re
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -349,6 +350,39 @@ def test_in_app_messages_land_once_in_the_inbox(box: Outbox) -> None:
     assert inapp.deliver(m) is False  # a resend after a crash: still one
     assert inapp.mark_read("c1", "d1:in_app") is True
     assert inapp.inbox("c1", unread_only=True) == []
+    inapp.close()
+
+
+def test_an_in_app_send_waiting_for_a_shared_inbox_lock_leaves_the_loop_free(
+        tmp_path: Path) -> None:
+    """Two workers share one inbox file: while the other holds its write lock, a send
+    waits in a thread and the event loop goes on serving (here: a ticker)."""
+    path = tmp_path / "inbox.sqlite"
+    inapp = InAppProvider(path)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # the other worker, mid-delivery
+    ticks = 0
+
+    async def main() -> None:
+        nonlocal ticks
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        send = asyncio.create_task(inapp.send(Message("d1:in_app", "d1", "c1", "in_app")))
+        await asyncio.sleep(0.3)
+        assert not send.done() and ticks >= 10  # waiting for the lock, the loop not
+        other.execute("COMMIT")
+        await asyncio.wait_for(send, 5)
+        task.cancel()
+
+    asyncio.run(main())
+    assert [m.message_id for m in inapp.inbox("c1")] == ["d1:in_app"]
+    other.close()
     inapp.close()
 
 

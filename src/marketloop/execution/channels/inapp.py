@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import time
@@ -26,6 +27,10 @@ class InAppProvider:
 
     Delivery is an ``INSERT OR IGNORE`` keyed by ``message_id``: a resend after a crash
     finds the row already there, so an in-app message reaches the customer exactly once.
+    :meth:`send` runs the insert in a thread: its commit, or its wait for another worker's
+    lock on a shared inbox file, never holds up the event loop. The file is in WAL mode
+    with ``synchronous=NORMAL``, as the outbox's default: a delivered message survives the
+    process being killed at any point.
 
     Parameters
     ----------
@@ -54,12 +59,13 @@ class InAppProvider:
         )
         if self.path != ":memory:":
             self._con.execute("PRAGMA journal_mode=WAL")
+            self._con.execute("PRAGMA synchronous=NORMAL")
         with self._lock:
             self._con.executescript(_SCHEMA)
 
     async def send(self, message: Message) -> None:
-        """Put the message in its customer's inbox (once per ``message_id``)."""
-        self.deliver(message)
+        """Put the message in its customer's inbox (once per ``message_id``), off the loop."""
+        await asyncio.to_thread(self.deliver, message)
 
     def deliver(self, message: Message, *, now: float | None = None) -> bool:
         """Insert into the inbox; False when the message was already there."""
