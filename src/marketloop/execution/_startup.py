@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from marketloop.exceptions import ConfigError, describe
@@ -38,20 +39,27 @@ LOCK_WAIT_S = 30.0  # workers start together: each waits while another reads the
 
 
 async def load_consents(state: State, warehouse_url: str) -> int:
-    """Copy the warehouse's ``consents`` table into the state store; returns the rows."""
+    """Copy the warehouse's ``consents`` table into the state store; returns the rows.
+
+    The read (and any wait for another worker's lock on the file) runs in a thread.
+    """
+    rows = await asyncio.to_thread(_read_consents, warehouse_url)
+    for row in rows:
+        await state.set_consent(str(row["customer_id"]), str(row["channel"]),
+                                str(row["purpose"]), bool(row["granted"]))
+    return len(rows)
+
+
+def _read_consents(warehouse_url: str) -> list[dict]:
     from marketloop.data.warehouse import connect, ensure_warehouse
 
     con = connect(warehouse_url, lock_wait_s=LOCK_WAIT_S)
     try:
         ensure_warehouse(con)
-        rows = con.table("consents").select("customer_id", "channel", "purpose",
+        return con.table("consents").select("customer_id", "channel", "purpose",
                                             "granted").to_pyarrow().to_pylist()
     finally:
         con.disconnect()
-    for row in rows:
-        await state.set_consent(str(row["customer_id"]), str(row["channel"]),
-                                str(row["purpose"]), bool(row["granted"]))
-    return len(rows)
 
 
 def load_responsiveness(warehouse_url: str, *, prior: float = 5.0
