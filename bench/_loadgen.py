@@ -1,10 +1,11 @@
 """An open-loop HTTP/1.1 load generator: requests at a fixed rate, latency from schedule.
 
 Run as its own process (``python bench/_loadgen.py URL PATH RATE SECONDS CONNECTIONS
-BODY_FILE [HEADER ...]``); prints one JSON line with the count, errors, throughput and
-latency percentiles. Each of ``CONNECTIONS`` keep-alive connections sends its share of the
-schedule; a request's latency counts from the moment it was *due*, not when it was sent,
-so a server that falls behind is charged for the wait (no coordinated omission).
+BODY_FILE [HEADER ...]``); prints one JSON line with the count, errors, throughput,
+latency percentiles and every latency. Each of ``CONNECTIONS`` keep-alive connections
+sends its share of the schedule; a request's latency counts from the moment it was
+*due*, not when it was sent, so a server that falls behind is charged for the wait (no
+coordinated omission).
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ async def run(url: str, path: str, rate: float, seconds: float, connections: int
             "p50_ms": round(float(np.percentile(lat, 50)), 3),
             "p90_ms": round(float(np.percentile(lat, 90)), 3),
             "p99_ms": round(float(np.percentile(lat, 99)), 3),
-            "max_ms": round(float(lat.max()), 3)}
+            "max_ms": round(float(lat.max()), 3),
+            # every latency, so tries can be pooled: a p99 over several is not one of theirs
+            "latencies_ms": np.round(lat, 3).tolist()}
 
 
 def main(argv: list[str]) -> None:
