@@ -1,17 +1,19 @@
 """An open-loop HTTP/1.1 load generator: requests at a fixed rate, latency from schedule.
 
 Run as its own process (``python bench/_loadgen.py URL PATH RATE SECONDS CONNECTIONS
-BODY_FILE [HEADER ...]``); prints one JSON line with the count, errors, throughput,
-latency percentiles and every latency. Each of ``CONNECTIONS`` keep-alive connections
-sends its share of the schedule; a request's latency counts from the moment it was
-*due*, not when it was sent, so a server that falls behind is charged for the wait (no
-coordinated omission).
+BODY_FILE [HEADER ...]``); prints one JSON line with the count, errors, throughput and
+latency percentiles; with ``LOADGEN_LATENCIES=FILE`` in its environment it also saves
+every latency (ms) there as a NumPy array, so tries can be pooled. Each of
+``CONNECTIONS`` keep-alive connections sends its share of the schedule; a request's
+latency counts from the moment it was *due*, not when it was sent, so a server that falls
+behind is charged for the wait (no coordinated omission).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from urllib.parse import urlsplit
@@ -42,7 +44,7 @@ async def _connection(host: str, port: int, request: bytes, due: np.ndarray,
 
 
 async def run(url: str, path: str, rate: float, seconds: float, connections: int,
-              body: bytes, headers: list[str]) -> dict[str, object]:
+              body: bytes, headers: list[str]) -> tuple[dict[str, object], np.ndarray]:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     head = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", "Content-Type: application/json",
@@ -63,9 +65,7 @@ async def run(url: str, path: str, rate: float, seconds: float, connections: int
             "p50_ms": round(float(np.percentile(lat, 50)), 3),
             "p90_ms": round(float(np.percentile(lat, 90)), 3),
             "p99_ms": round(float(np.percentile(lat, 99)), 3),
-            "max_ms": round(float(lat.max()), 3),
-            # every latency, so tries can be pooled: a p99 over several is not one of theirs
-            "latencies_ms": np.round(lat, 3).tolist()}
+            "max_ms": round(float(lat.max()), 3)}, lat
 
 
 def main(argv: list[str]) -> None:
@@ -77,8 +77,10 @@ def main(argv: list[str]) -> None:
         uvloop.install()
     except ImportError:
         pass
-    result = asyncio.run(run(url, path, float(rate), float(seconds), int(connections), body,
-                             headers))
+    result, latencies = asyncio.run(run(url, path, float(rate), float(seconds),
+                                        int(connections), body, headers))
+    if os.environ.get("LOADGEN_LATENCIES"):
+        np.save(os.environ["LOADGEN_LATENCIES"], latencies)
     print(json.dumps(result))
 
 

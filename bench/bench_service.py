@@ -134,14 +134,17 @@ def _cpu_times() -> list[int] | None:
 def _load(url: str, rate: float, seconds: float, body: Path, auth: bool) -> dict:
     headers = [f"Authorization: Bearer {KEY}"] if auth else []
     before = _cpu_times()
+    latencies = body.with_name("latencies.npy")  # every request's, to pool the tries
     out = subprocess.run([sys.executable, str(HERE / "_loadgen.py"), url, "/v1/decide",
                           str(rate), str(seconds), "32", str(body), *headers],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True,
+                         env={**os.environ, "LOADGEN_LATENCIES": str(latencies)})
     after = _cpu_times()
     if out.returncode != 0:
         tail = (out.stderr.strip().splitlines() or ["no output"])[-1]
         raise SystemExit(f"load generator failed against {url} at {rate}/s: {tail}")
     result = json.loads(out.stdout)
+    result["latencies_ms"] = np.load(latencies)
     if before is not None and after is not None and len(after) > 7:
         spent = [b - a for a, b in zip(before, after, strict=False)]
         # the hypervisor's share (steal, the 8th counter): time this VM's CPUs were not its own
