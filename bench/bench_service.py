@@ -159,7 +159,6 @@ def _trigger_latency(url: str, n: int = 400, rate: float = 100.0) -> dict[str, f
     outbox inside the request, so the latency is the request's; each response is checked
     to say the message was queued.
     """
-
     lat = []
     run = os.urandom(4).hex()  # fresh customers: a trigger fires once per key and window
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}) as c:

@@ -57,7 +57,7 @@ def _read_consents(warehouse_url: str) -> list[dict]:
     try:
         ensure_warehouse(con)
         return con.table("consents").select("customer_id", "channel", "purpose",
-                                            "granted").to_pyarrow().to_pylist()
+                                             "granted").to_pyarrow().to_pylist()
     finally:
         con.disconnect()
 
