@@ -10,7 +10,7 @@ requests/s over 32 keep-alive connections, ``--seconds`` in all per server and r
 three rounds that take the servers in turn; the try with the median p99 is reported, with
 every try's p99 and the p99 of all their requests together. Then, for our servers, the
 trigger latency: a qualifying dwell event posted 100 times a second, each for a new
-customer, until its message is in the outbox.
+customer (open loop over 8 connections), until its message is in the outbox.
 Last, the most each serves (as fast as it answers, 1.5 s a try) in three rounds likewise;
 the median try is reported. Prints a table (with the share of CPU
 time the hypervisor took from this machine during each load, ``/proc/stat``'s steal: a
@@ -49,6 +49,8 @@ async def healthz() -> dict:
     return {"status": "ok"}
 '''
 ROUNDS = 3  # tries at the most each server serves, the median reported
+QUEUED = '"dispatch":"queued"}]'  # a fire's answer: its message is in the outbox
+HELD_OUT = '"action":null,'  # or the decision is to send nothing
 CONFIG = """
 [service]
 budgets = { default = 1e12 }
@@ -131,14 +133,19 @@ def _cpu_times() -> list[int] | None:
         return None
 
 
-def _load(url: str, rate: float, seconds: float, body: Path, auth: bool) -> dict:
+def _load(url: str, rate: float, seconds: float, body: Path, auth: bool, *,
+          path: str = "/v1/decide", connections: int = 32, expect: str | None = None) -> dict:
+    """One open-loop load from the load generator's own process, with the steal it saw;
+    ``expect``: a text every answer must hold (else it counts as an error)."""
     headers = [f"Authorization: Bearer {KEY}"] if auth else []
     before = _cpu_times()
     latencies = body.with_name("latencies.npy")  # every request's, to pool the tries
-    out = subprocess.run([sys.executable, str(HERE / "_loadgen.py"), url, "/v1/decide",
-                          str(rate), str(seconds), "32", str(body), *headers],
-                         capture_output=True, text=True,
-                         env={**os.environ, "LOADGEN_LATENCIES": str(latencies)})
+    env = {**os.environ, "LOADGEN_LATENCIES": str(latencies)}
+    if expect is not None:
+        env["LOADGEN_EXPECT"] = expect
+    out = subprocess.run([sys.executable, str(HERE / "_loadgen.py"), url, path,
+                          str(rate), str(seconds), str(connections), str(body), *headers],
+                         capture_output=True, text=True, env=env)
     after = _cpu_times()
     if out.returncode != 0:
         tail = (out.stderr.strip().splitlines() or ["no output"])[-1]
@@ -152,32 +159,28 @@ def _load(url: str, rate: float, seconds: float, body: Path, auth: bool) -> dict
     return result
 
 
-def _trigger_latency(url: str, n: int = 400, rate: float = 100.0) -> dict[str, float]:
+def _trigger_latency(url: str, tmp: Path, rate: float = 100.0, seconds: float = 4.0) -> dict:
     """POST a qualifying dwell (a new customer each time) -> its message in the outbox.
 
     The trigger fires, the decision is made and its message is enqueued in the durable
-    outbox inside the request, so the latency is the request's; each response is checked
-    to say the message was queued.
+    outbox inside the request, so the latency is the request's. Open loop like the decide
+    loads (8 connections, latency from each request's due time). Every answer must say
+    its message was queued, or that nothing is sent to this customer (the exploration's
+    holdout draws, about epsilon / 2 of them), or the run fails; both count.
     """
-    lat = []
     run = os.urandom(4).hex()  # fresh customers: a trigger fires once per key and window
-    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}) as c:
-        start = time.perf_counter()
-        for i in range(n):
-            due = start + i / rate
-            wait = due - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)
-            r = c.post("/v1/events", json={"type": "product_view", "customer_id": f"t{run}-{i}",
-                                           "session_id": f"s{i}", "product_id": "p1",
-                                           "dwell_ms": 40_000})
-            lat.append(time.perf_counter() - due)
-            fired = r.json()["fired"]
-            if not (len(fired) == 1 and fired[0]["dispatch"] in ("queued", "caller")
-                    and (fired[0]["action"] is None or fired[0]["dispatch"] == "queued")):
-                raise RuntimeError(f"the dwell did not reach the outbox: {r.text}")
-    ms = np.asarray(lat) * 1000
-    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+    body = tmp / f"dwell-{run}.json"
+    body.write_text(json.dumps({"type": "product_view", "customer_id": f"t{run}-{{i}}",
+                                "session_id": "s{i}", "product_id": "p1",
+                                "dwell_ms": 40_000}))
+    result = _load(url, rate, seconds, body, True, path="/v1/events", connections=8,
+                   expect=QUEUED + "\n" + HELD_OUT)
+    result.pop("latencies_ms")
+    if result["errors"]:
+        raise RuntimeError(f"{result['errors']} of {result['requests']} dwell events did not "
+                           "answer with their message queued in the outbox")
+    result["queued"], result["held_out"] = result.pop("matched")
+    return result
 
 
 def _rounds(started: dict[str, tuple[subprocess.Popen, str, Path, bool]], rate: float,
@@ -216,7 +219,7 @@ def main() -> None:
                                                          ("memory", "redis", "redis2", "bare"),
                                                          strict=True) if key in only}
     rows = []
-    triggers: dict[str, dict[str, float]] = {}
+    triggers: dict[str, dict] = {}
     started: dict[str, tuple[subprocess.Popen, str, Path, bool]] = {}
     try:
         for name, extra in servers.items():  # all up at once; each loaded in its turn
@@ -239,7 +242,7 @@ def main() -> None:
         for name, (_, url, log, ours) in started.items():
             if ours:
                 with _blame(name, log):
-                    triggers[name] = _trigger_latency(url)
+                    triggers[name] = _trigger_latency(url, tmp)
         # the most each serves, in rounds likewise, the median try by throughput
         for name, runs in _rounds(started, 20_000, 1.5, body).items():
             for r in runs:
@@ -267,8 +270,10 @@ def main() -> None:
         print(f"{name:32} {offered:>9} {r['throughput']:>9,.0f} {p50:>8} {p99:>8} "
               f"{r['errors']:>7} {steal:>8}{tries}")
     for name, t in triggers.items():
-        print(f"trigger latency ({name}): dwell event -> message in the outbox, 100/s: "
-              f"p50 {t['p50_ms']:.2f} ms, p99 {t['p99_ms']:.2f} ms")
+        print(f"trigger latency ({name}): dwell event -> message in the outbox, "
+              f"{t['requests']} at 100/s ({t['queued']} queued, {t['held_out']} held out): "
+              f"p50 {t['p50_ms']:.2f} ms, p99 {t['p99_ms']:.2f} ms, "
+              f"steal {t.get('steal_pct', float('nan')):.1f}%")
     best = {name: r["throughput"] for name, offered, r in rows if offered == "max"}
     bare = best.get("bare FastAPI endpoint")
     for name in ("marketloop, in-process state", "marketloop, Redis state",
