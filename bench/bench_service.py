@@ -14,7 +14,8 @@ customer (open loop over 8 connections), until its message is in the outbox.
 Last, the most each serves (as fast as it answers, 1.5 s a try) in three rounds likewise;
 the median try is reported. Prints a table (with the share of CPU
 time the hypervisor took from this machine during each load, ``/proc/stat``'s steal: a
-busy host shows there first) and the ratio of our throughput to the bare endpoint's.
+busy host shows there first, and the host's worst stall: how late a nearly idle third
+process woke, bench/_stallprobe.py) and the ratio of our throughput to the bare endpoint's.
 
 Run: .venv/bin/python bench/bench_service.py [--seconds 15] [--redis redis://127.0.0.1:6379/0]
 """
@@ -135,23 +136,29 @@ def _cpu_times() -> list[int] | None:
 
 def _load(url: str, rate: float, seconds: float, body: Path, auth: bool, *,
           path: str = "/v1/decide", connections: int = 32, expect: str | None = None) -> dict:
-    """One open-loop load from the load generator's own process, with the steal it saw;
-    ``expect``: a text every answer must hold (else it counts as an error)."""
+    """One open-loop load from the load generator's own process, with the steal it saw
+    and the host's worst stall beside it (bench/_stallprobe.py: how late a nearly idle
+    third process woke); ``expect``: texts (one a line), one of which every answer must
+    hold (else it counts as an error)."""
     headers = [f"Authorization: Bearer {KEY}"] if auth else []
     before = _cpu_times()
     latencies = body.with_name("latencies.npy")  # every request's, to pool the tries
     env = {**os.environ, "LOADGEN_LATENCIES": str(latencies)}
     if expect is not None:
         env["LOADGEN_EXPECT"] = expect
+    probe = subprocess.Popen([sys.executable, str(HERE / "_stallprobe.py"), str(seconds + 0.2)],
+                             stdout=subprocess.PIPE, text=True)
     out = subprocess.run([sys.executable, str(HERE / "_loadgen.py"), url, path,
                           str(rate), str(seconds), str(connections), str(body), *headers],
                          capture_output=True, text=True, env=env)
     after = _cpu_times()
+    stall = json.loads(probe.communicate(timeout=60)[0])
     if out.returncode != 0:
         tail = (out.stderr.strip().splitlines() or ["no output"])[-1]
         raise SystemExit(f"load generator failed against {url} at {rate}/s: {tail}")
     result = json.loads(out.stdout)
     result["latencies_ms"] = np.load(latencies)
+    result["stall_ms"] = stall["worst_ms"]
     if before is not None and after is not None and len(after) > 7:
         spent = [b - a for a, b in zip(before, after, strict=False)]
         # the hypervisor's share (steal, the 8th counter): time this VM's CPUs were not its own
@@ -238,6 +245,7 @@ def main() -> None:
                 runs.sort(key=lambda r: r["p99_ms"])
                 rows.append((name, f"{rate:,}/s", {
                     **runs[len(runs) // 2], "tries": [r["p99_ms"] for r in runs],
+                    "stalls": [r["stall_ms"] for r in runs],
                     "pooled_p99_ms": float(np.percentile(pooled, 99))}))
         for name, (_, url, log, ours) in started.items():
             if ours:
@@ -257,23 +265,26 @@ def main() -> None:
             proc.wait(timeout=30)
     print(f"load average after: {os.getloadavg()}")
     print(f"{'server':32} {'offered':>9} {'served/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'errors':>7} {'steal %':>8}")
+          f"{'errors':>7} {'steal %':>8} {'stall ms':>8}")
     for name, offered, r in rows:
         p50 = "-" if offered == "max" else f"{r['p50_ms']:.2f}"
         p99 = "-" if offered == "max" else f"{r['p99_ms']:.2f}"
         steal = f"{r['steal_pct']:.1f}" if "steal_pct" in r else "-"
+        stall = f"{r['stall_ms']:.0f}"
         fmt = "{:,.0f}" if offered == "max" else "{:.2f}"
         tries = (("  tries " if offered == "max" else "  p99 tries ")
                  + ", ".join(fmt.format(t) for t in r["tries"]) if "tries" in r else "")
+        if "stalls" in r:
+            tries += " (host stalls " + ", ".join(f"{t:.0f}" for t in r["stalls"]) + " ms)"
         if "pooled_p99_ms" in r:
             tries += f"; p99 of all {r['pooled_p99_ms']:.2f}"
         print(f"{name:32} {offered:>9} {r['throughput']:>9,.0f} {p50:>8} {p99:>8} "
-              f"{r['errors']:>7} {steal:>8}{tries}")
+              f"{r['errors']:>7} {steal:>8} {stall:>8}{tries}")
     for name, t in triggers.items():
         print(f"trigger latency ({name}): dwell event -> message in the outbox, "
               f"{t['requests']} at 100/s ({t['queued']} queued, {t['held_out']} held out): "
               f"p50 {t['p50_ms']:.2f} ms, p99 {t['p99_ms']:.2f} ms, "
-              f"steal {t.get('steal_pct', float('nan')):.1f}%")
+              f"steal {t.get('steal_pct', float('nan')):.1f}%, host stall {t['stall_ms']:.0f} ms")
     best = {name: r["throughput"] for name, offered, r in rows if offered == "max"}
     bare = best.get("bare FastAPI endpoint")
     for name in ("marketloop, in-process state", "marketloop, Redis state",
