@@ -184,8 +184,8 @@ def _trigger_latency(url: str, tmp: Path, rate: float = 100.0, seconds: float = 
                    expect=QUEUED + "\n" + HELD_OUT)
     result.pop("latencies_ms")
     if result["errors"]:
-        raise RuntimeError(f"{result['errors']} of {result['requests']} dwell events did not "
-                           "answer with their message queued in the outbox")
+        raise RuntimeError(f"{result['errors']} of {result['requests']} dwell events answered "
+                           "neither with their message queued in the outbox nor with nothing")
     result["queued"], result["held_out"] = result.pop("matched")
     return result
 
