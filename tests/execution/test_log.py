@@ -116,6 +116,72 @@ def test_the_writer_process_ends_with_the_service(tmp_path: Path) -> None:
     assert not _alive(writer)
 
 
+def test_the_writer_process_holds_the_file_while_busy_and_lets_go_when_idle(
+        tmp_path: Path) -> None:
+    """The writer keeps its connection from batch to batch (opening a DuckDB file costs more
+    than the insert) and closes it once no batch has come for IDLE_S: then another process
+    can open the warehouse. A decision is found through the writer while it holds the file."""
+    from marketloop.execution._log_writer import IDLE_S
+
+    path = tmp_path / "w.duckdb"
+    decisions = _decisions(20)
+    log = DecisionLog(f"duckdb:///{path}", flush_s=60, writer="process")
+    log.start()
+    try:
+        _queue(log, decisions)
+        log._flush()
+        with pytest.raises(duckdb.IOException, match="lock"):
+            duckdb.connect(str(path)).close()  # held by the writer process
+        found = log.find(decisions[3].decision_id)
+        assert found is not None and found["decision_id"] == decisions[3].decision_id
+        assert found["context"] == {"dwell_ms": 45_000}
+        assert log.find("no-such-decision") is None
+        deadline = time.monotonic() + IDLE_S + 10
+        while True:
+            try:
+                duckdb.connect(str(path)).close()
+                break
+            except duckdb.IOException:
+                assert time.monotonic() < deadline, "the idle writer kept the file"
+                time.sleep(0.1)
+        _queue(log, _decisions(1))  # the next batch opens the file again
+        log._flush()
+        assert log.errors == 0
+    finally:
+        log.stop()
+    assert len(_tables(path)["decisions"]) == 21
+
+
+def test_two_workers_writer_processes_share_one_duckdb_file(tmp_path: Path) -> None:
+    """Two workers' logs write one DuckDB file at once: each writer waits for the other's
+    lock, neither holds the file for long, and every row lands."""
+    import threading
+
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    decisions = _decisions(400)
+    logs = [DecisionLog(url, flush_s=0.05, writer="process") for _ in range(2)]
+    for log in logs:
+        log.start()
+
+    def feed(log: DecisionLog, part: list) -> None:
+        for k in range(0, len(part), 20):
+            _queue(log, part[k : k + 20])
+            time.sleep(0.02)
+
+    feeders = [threading.Thread(target=feed, args=(log, decisions[i::2]))
+               for i, log in enumerate(logs)]
+    for t in feeders:
+        t.start()
+    for t in feeders:
+        t.join()
+    for log in logs:
+        log.stop()
+    assert [(log.errors, log.pending, log.written) for log in logs] == [(0, 0, 2 * 200 + 10)] * 2
+    tables = _tables(tmp_path / "w.duckdb")
+    assert [r[0] for r in tables["decisions"]] == sorted(d.decision_id for d in decisions)
+    assert len(tables["outcomes"]) == 400 and tables["events"] == [("e1", 45_000)]
+
+
 def _alive(pid: int) -> bool:
     """Running (not gone, not a zombie waiting for its new parent to reap it)."""
     try:

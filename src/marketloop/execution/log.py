@@ -27,7 +27,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import ibis
 import pandas as pd
@@ -153,17 +153,8 @@ class DecisionLog:
         """
         if self.warehouse_url is None:
             return None
-        found: list[dict] = []
-
-        def work(con: object) -> None:
-            if "decisions" not in set(con.list_tables()):  # type: ignore[attr-defined]
-                return
-            t = con.table("decisions")  # type: ignore[attr-defined]
-            found.extend(t.filter(t.decision_id == decision_id).limit(1).to_pyarrow()
-                         .to_pylist())
-
-        _with_connection(self.warehouse_url, work)
-        return _as_answer(found[0]) if found else None
+        row = self._call("find", decision_id)
+        return _as_answer(row) if row is not None else None
 
     @property
     def failing(self) -> bool:
@@ -209,7 +200,7 @@ class DecisionLog:
         them when the warehouse cannot be reached at all."""
         assert self.warehouse_url is not None
         try:
-            _with_connection(self.warehouse_url, lambda con: None)
+            self._call("ping")
         except Exception:
             return rows  # down, not refusing: keep everything
         bad: list[tuple[str, dict]] = []
@@ -233,15 +224,23 @@ class DecisionLog:
         return []
 
     def _write(self, rows: list[tuple[str, dict]]) -> None:
+        self._call("write", rows)
+
+    def _call(self, op: Literal["write", "find", "ping"], argument: object = None) -> Any:
+        """Do ``op`` in the writer process, or here when there is none (or it died)."""
         assert self.warehouse_url is not None
-        if self._process is not None:
+        process = self._process
+        if process is not None:
             try:
-                self._process.write(self.warehouse_url, rows)
-                return
-            except WriterGone:  # the writer process died: write here from now on
-                self._process.close()
+                return process.call(op, self.warehouse_url, argument)
+            except WriterGone:  # the writer process died: work here from now on
+                process.close()
                 self._process = None
-        write_rows(self.warehouse_url, rows)
+        if op == "write":
+            return write_rows(self.warehouse_url, argument)  # type: ignore[arg-type]
+        if op == "find":
+            return find_row(self.warehouse_url, str(argument))
+        return _with_connection(self.warehouse_url, lambda con: None)
 
 
 def _as_row(d: Decision, context: dict | None) -> dict:
@@ -280,32 +279,114 @@ def _as_answer(row: dict) -> dict:
     return {**decision.to_json(), "context": extra.get("context") or {}}
 
 
-def write_rows(warehouse_url: str, rows: list[tuple[str, dict]]) -> None:
-    """Insert queued ``(table, row)`` pairs into the warehouse in one transaction."""
+def write_rows(warehouse_url: str, rows: list[tuple[str, dict]], *,
+               connection: HeldConnection | None = None) -> None:
+    """Insert queued ``(table, row)`` pairs into the warehouse in one transaction, on
+    ``connection`` if given, else on a connection opened for this batch."""
     for table, row in rows:  # JSON made here, off the request path
         if table == "decisions" and isinstance(row["reasons"], dict):
             row["reasons"] = json.dumps(row["reasons"], default=str)
     frames = {table: pd.DataFrame([r for t, r in rows if t == table], columns=columns)
               for table, columns in _COLUMNS.items()}
-    _with_connection(warehouse_url, lambda con: _insert(con, frames))
+    if connection is not None:
+        connection.run(lambda con: _insert(con, frames))
+    else:
+        _with_connection(warehouse_url, lambda con: _insert(con, frames))
 
 
-def _with_connection(warehouse_url: str, work: Callable[[object], None]) -> None:
+def find_row(warehouse_url: str, decision_id: str, *,
+             connection: HeldConnection | None = None) -> dict | None:
+    """The ``decisions`` row of ``decision_id`` (:func:`_as_row`'s shape), or ``None``."""
+    found: list[dict] = []
+
+    def work(con: object) -> None:
+        if "decisions" not in set(con.list_tables()):  # type: ignore[attr-defined]
+            return
+        t = con.table("decisions")  # type: ignore[attr-defined]
+        found.extend(t.filter(t.decision_id == decision_id).limit(1).to_pyarrow().to_pylist())
+
+    if connection is not None:
+        connection.run(work)
+    else:
+        _with_connection(warehouse_url, work)
+    return found[0] if found else None
+
+
+class HeldConnection:
+    """A warehouse connection kept open from one piece of work to the next, for at most
+    ``hold_s`` seconds: the writer process's (see :mod:`marketloop.execution._log_writer`).
+
+    Opening a DuckDB file and closing it (a checkpoint) costs ~50 ms of CPU, more than
+    inserting a 500-row batch (~20 ms); holding the file shuts other processes out of it,
+    so the connection is closed once it has been open ``hold_s`` seconds, when a piece of
+    work fails (the next one starts on a fresh connection) and when the holder calls
+    :meth:`close` (idle). An open that had to wait for another process's lock (another
+    worker's writer) means the file is shared: for ``share_s`` seconds after it, every
+    connection is closed after its piece of work, as :func:`_with_connection` does.
+    """
+
+    def __init__(self, url: str, *, hold_s: float, share_s: float = 60.0) -> None:
+        self.url = url
+        self.hold_s = hold_s
+        self.share_s = share_s
+        self._con: object | None = None
+        self._opened = 0.0
+        self._shared_until = 0.0
+
+    @property
+    def is_open(self) -> bool:
+        """Whether a connection is held now."""
+        return self._con is not None
+
+    def run(self, work: Callable[[object], None]) -> None:
+        """Do ``work(connection)``, opening one first if none is held (waiting, as
+        :func:`_with_connection` does, while another process holds a DuckDB file)."""
+        if self._con is None:
+            self._con, waited = _open(self.url)
+            self._opened = time.monotonic()
+            if waited:
+                self._shared_until = self._opened + self.share_s
+        try:
+            work(self._con)
+        except BaseException:
+            self.close()
+            raise
+        now = time.monotonic()
+        if now - self._opened >= self.hold_s or now < self._shared_until:
+            self.close()
+
+    def close(self) -> None:
+        """Close the held connection, if any."""
+        con, self._con = self._con, None
+        if con is not None:
+            try:
+                con.disconnect()  # type: ignore[attr-defined]
+            except Exception:  # a connection that broke: nothing more to release
+                pass
+
+
+def _open(warehouse_url: str) -> tuple[object, bool]:
+    """A connection to the warehouse, and whether it had to wait: retried while another
+    process holds a DuckDB file (up to ~10 s; other errors at once)."""
     from marketloop.data.warehouse import connect
 
     for attempt in range(20):
         try:
-            con = connect(warehouse_url)
+            return connect(warehouse_url), attempt > 0
         except Exception as exc:  # another process holds the DuckDB file: wait, retry
             if attempt == 19 or "lock" not in str(exc).lower():
                 raise
             time.sleep(0.05 * (attempt + 1))
-            continue
-        try:
-            work(con)
-        finally:
-            con.disconnect()
-        return
+    raise AssertionError("unreachable")
+
+
+def _with_connection(warehouse_url: str, work: Callable[[object], None]) -> None:
+    """Do ``work`` on a connection opened for it (see :func:`_open`) and closed after."""
+    con, _ = _open(warehouse_url)
+    try:
+        work(con)
+    finally:
+        con.disconnect()  # type: ignore[attr-defined]
 
 
 def _ensure(con: object) -> None:
