@@ -3,8 +3,9 @@
 The request path only appends to an in-memory queue (microseconds); a writer thread takes
 what has queued every ``flush_s`` seconds (or at 2,000 rows) and inserts it into the
 warehouse's ``decisions``, ``outcomes`` and ``events`` tables in one transaction per batch. A DuckDB
-file admits one writing process at a time, so the writer opens its connection per batch
-and retries while another worker holds the file (each worker of ``marketloop serve
+file admits one writing process at a time, so the writer thread opens its connection per
+batch, the writer process holds one for at most a few seconds (:class:`HeldConnection`),
+and both retry while another worker holds the file (each worker of ``marketloop serve
 --workers N`` has its own writer); PostgreSQL takes them concurrently. On shutdown the queue
 is drained. A batch that cannot be written after retries is kept and retried with the next
 one; :attr:`pending` says how many rows wait.
