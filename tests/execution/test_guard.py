@@ -114,6 +114,8 @@ def test_unknown_routes_and_methods_answer_in_the_error_shape(
     r = httpx.request(method, f"{service}{path}", headers={"Authorization": f"Bearer {KEY}"})
     assert r.status_code == status and words in r.json()["error"], r.text
     assert r.json()["request_id"] == r.headers["x-request-id"]
+    if status == 405:  # the header names every method of the path, as the message does
+        assert r.headers["allow"] == words.rsplit("expected method ", 1)[1]
 
 
 class _Records(logging.Handler):

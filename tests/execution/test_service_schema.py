@@ -46,3 +46,9 @@ def test_the_schema_says_which_routes_need_a_key_and_how_to_send_it() -> None:
     body = paths["/v1/customers/{customer_id}/consents"]["put"]["requestBody"]
     assert body["required"] and "granted" in body["content"]["application/json"]["schema"][
         "properties"]
+
+
+def test_every_operation_has_its_own_operation_id() -> None:
+    ids = [op["operationId"] for item in app.openapi()["paths"].values()
+           for op in item.values() if isinstance(op, dict) and "operationId" in op]
+    assert len(ids) == len(set(ids)) > 5, sorted(ids)

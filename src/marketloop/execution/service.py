@@ -26,6 +26,7 @@ from pydantic import TypeAdapter
 from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from marketloop.execution import _api
 from marketloop.execution._dispatching import Dispatching
@@ -290,7 +291,10 @@ def _routes(app: FastAPI, rt: Runtime) -> None:
         return {"customer_id": customer_id, "messages": messages,
                 "request_id": request.state.request_id}
 
-    @app.api_route("/healthz", methods=["GET", "HEAD"])  # HEAD: load balancers' probes
+    # GET and HEAD (load balancers' probes) as two routes: one route with both methods
+    # would give the schema one operationId for two operations (fastapi#13175)
+    @app.head("/healthz", include_in_schema=False)
+    @app.get("/healthz")
     async def healthz(request: Request) -> dict[str, Any]:
         up = await rt.state.ping()
         return {"status": "ok" if up and not rt.log.failing else "degraded",
@@ -355,9 +359,13 @@ def _errors(app: FastAPI) -> None:
         if exc.status_code == 404 and message == "Not Found":
             message = f"{where}: expected a route of this service (see /docs); found none"
         elif exc.status_code == 405 and message == "Method Not Allowed":
-            allowed = {k.lower(): v for k, v in (exc.headers or {}).items()}.get("allow", "")
-            allowed = ", ".join(sorted(m.strip() for m in allowed.split(",") if m.strip()))
+            # the router names the methods of the first route on the path only: name all
+            allowed = ", ".join(_methods_of(request))
+            headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() != "allow"}
+            if allowed:
+                headers["Allow"] = allowed
             message = f"{where}: expected method {allowed or 'another method'}"
+            return _error(request, 405, message, None, headers)
         return _error(request, exc.status_code, message, None, exc.headers)
 
     # an unexpected error is answered by RequestGuard, inside Starlette's outermost
@@ -385,6 +393,15 @@ def _relevant(errors: Sequence[Any], body: object) -> dict[str, Any]:
         if any(m in loc for m in ("EventBatch", "OutcomeBatch")) == batch:
             return dict(err)
     return dict(errors[0]) if errors else {"msg": "invalid request"}
+
+
+def _methods_of(request: Request) -> list[str]:
+    """Every method some route of the app answers on the request's path, sorted."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods or set()
+    return sorted(methods)
 
 
 def _error(request: Request, status: int, message: str, field: str | None,
