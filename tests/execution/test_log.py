@@ -152,6 +152,34 @@ def test_the_writer_process_holds_the_file_while_busy_and_lets_go_when_idle(
     assert len(_tables(path)["decisions"]) == 21
 
 
+def test_a_held_connection_that_had_to_wait_for_the_file_stops_holding_it(
+        tmp_path: Path) -> None:
+    """Unshared, the writer's connection stays open between pieces of work; once an open
+    had to wait for another process's lock, it is closed after each piece (for share_s)."""
+    from marketloop.execution.log import HeldConnection
+
+    path = tmp_path / "w.duckdb"
+    duckdb.connect(str(path)).close()
+    held = HeldConnection(f"duckdb:///{path}", hold_s=60, share_s=60)
+    held.run(lambda con: None)
+    assert held.is_open
+    held.close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time, duckdb; c = duckdb.connect(sys.argv[1]); "
+         "print('held', flush=True); time.sleep(0.5); c.close()", str(path)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        held.run(lambda con: None)  # waits for the holder to let go
+        assert time.monotonic() - started > 0.1 and not held.is_open
+        held.run(lambda con: None)
+        assert not held.is_open  # still shared: closed after each piece of work
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_two_workers_writer_processes_share_one_duckdb_file(tmp_path: Path) -> None:
     """Two workers' logs write one DuckDB file at once: each writer waits for the other's
     lock, neither holds the file for long, and every row lands."""

@@ -35,7 +35,8 @@ def backend_of(con: BaseBackend) -> Backend:
 
 
 def connect(url: str | None = None, *, must_exist: bool = False,
-            lock_wait_s: float = 0.0) -> BaseBackend:
+            lock_wait_s: float = 0.0,
+            on_lock_wait: Callable[[], None] | None = None) -> BaseBackend:
     """Open the warehouse at ``url``.
 
     Parameters
@@ -51,6 +52,9 @@ def connect(url: str | None = None, *, must_exist: bool = False,
         How long to keep trying while another process holds a DuckDB file's lock (DuckDB
         lets one process write a file at a time); 0 refuses at once. The service's workers
         start together and each reads the warehouse once: they wait for one another.
+    on_lock_wait : callable, optional
+        Called once if the open had to wait for another process's lock (the file is
+        shared: the decision log's writer then stops holding its connection).
 
     Returns
     -------
@@ -73,7 +77,8 @@ def connect(url: str | None = None, *, must_exist: bool = False,
                     raise ConfigError(describe(
                         f"warehouse {url}", "an existing warehouse", f"no file {file}",
                         "Load data first: marketloop ingest FILE --warehouse " + url))
-            con = _open_duckdb(":memory:" if file is None else str(file), lock_wait_s)
+            con = _open_duckdb(":memory:" if file is None else str(file), lock_wait_s,
+                               on_lock_wait)
             con.raw_sql("SET TimeZone = 'UTC'")
             con.raw_sql("SET enable_progress_bar = false")  # it would write into --json output
             return con
@@ -99,18 +104,24 @@ def connect(url: str | None = None, *, must_exist: bool = False,
     )
 
 
-def _open_duckdb(path: str, lock_wait_s: float) -> BaseBackend:
-    """``ibis.duckdb.connect(path)``, retried while another process holds the file's lock."""
+def _open_duckdb(path: str, lock_wait_s: float,
+                 on_lock_wait: Callable[[], None] | None = None) -> BaseBackend:
+    """``ibis.duckdb.connect(path)``, retried while another process holds the file's lock;
+    ``on_lock_wait()`` before the first wait."""
     import time
 
     deadline = time.monotonic() + lock_wait_s
     pause = 0.02
+    waited = False
     while True:
         try:
             return ibis.duckdb.connect(path)
         except Exception as exc:  # duckdb.IOException: "Could not set lock on file ..."
             if "could not set lock" not in str(exc).lower() or time.monotonic() + pause > deadline:
                 raise
+        if not waited and on_lock_wait is not None:
+            on_lock_wait()
+        waited = True
         time.sleep(pause)
         pause = min(pause * 2, 0.5)
 

@@ -366,19 +366,18 @@ class HeldConnection:
                 pass
 
 
+#: How long a connection waits while another process holds a DuckDB file (seconds).
+LOCK_WAIT_S = 10.0
+
+
 def _open(warehouse_url: str) -> tuple[object, bool]:
-    """A connection to the warehouse, and whether it had to wait: retried while another
-    process holds a DuckDB file (up to ~10 s; other errors at once)."""
+    """A connection to the warehouse, and whether it had to wait while another process
+    held a DuckDB file (up to :data:`LOCK_WAIT_S`; other errors are raised at once)."""
     from marketloop.data.warehouse import connect
 
-    for attempt in range(20):
-        try:
-            return connect(warehouse_url), attempt > 0
-        except Exception as exc:  # another process holds the DuckDB file: wait, retry
-            if attempt == 19 or "lock" not in str(exc).lower():
-                raise
-            time.sleep(0.05 * (attempt + 1))
-    raise AssertionError("unreachable")
+    waited: list[bool] = []
+    con = connect(warehouse_url, lock_wait_s=LOCK_WAIT_S, on_lock_wait=lambda: waited.append(True))
+    return con, bool(waited)
 
 
 def _with_connection(warehouse_url: str, work: Callable[[object], None]) -> None:
